@@ -1,0 +1,59 @@
+"""Developer and CI sessions. CI runs ``nox -s lint typecheck tests`` (see .ci/run)."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite against JULIA_TEST_DATABASE_URL/JULIA_TEST_REDIS_URL, else embedded."""
+    session.install("-e", ".[local,test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on src/julia."""
+    session.install("-e", ".[local,test]", "mypy>=1.11")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Set up the embedded servers under ./.julia, migrate, import the examples, print info."""
+    session.install("-e", ".[local]")
+    env = {"JULIA_HOME": os.environ.get("JULIA_HOME", os.path.abspath(".julia"))}
+    session.run("julia", "db", "migrate", env=env)
+    session.run("julia", "medicos", "import", "examples/medicos.csv", env=env)
+    session.run("julia", "vagas", "import", "examples/vagas.csv", env=env)
+    session.run("julia", "info", env=env)
+    session.log("The embedded servers keep running for later commands; stop them with:")
+    session.log(f"  JULIA_HOME={env['JULIA_HOME']} julia local stop")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks in benchmarks/ (each prints its figures, last line JSON)."""
+    session.install("-e", ".[local,bench]")
+    scripts = session.posargs or sorted(
+        f"benchmarks/{f}" for f in os.listdir("benchmarks") if f.endswith(".py") and f[0] != "_"
+    )
+    for script in scripts:
+        session.run("python", script)

@@ -1,0 +1,131 @@
+"""What can go wrong in Júlia, as one tree. Each class's docstring is its default message.
+
+    JuliaError
+    ├── ConfigError                 bad or missing settings
+    ├── LocalServerError            an embedded server would not start or stop
+    ├── StorageError                Postgres or Redis unreachable or failing
+    ├── MigrationError
+    │   ├── ChecksumMismatch        an applied migration file changed (names the file)
+    │   └── MigrationFileError      a badly named or duplicate migration file
+    ├── InvalidInput                bad input from an operator or a sender; nothing changed
+    │   ├── InvalidPhone            not a possible Brazilian phone number
+    │   └── ImportRejected          a file with bad rows (carries every bad row)
+    ├── NotFound                    no such row (a doctor, a vaga, a message...)
+    └── Conflict                    the action is not allowed in the current state
+
+The CLI maps each class to one line on stderr and ``exit_code``; the shim to an
+HTTP status. Later capabilities add their branches here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class JuliaError(Exception):
+    """Something went wrong in Júlia."""
+
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.details = details
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ConfigError(JuliaError):
+    """The configuration is invalid."""
+
+    exit_code = 78  # EX_CONFIG
+
+
+class LocalServerError(JuliaError):
+    """An embedded server could not be started or stopped."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
+class StorageError(JuliaError):
+    """Postgres or Redis is unreachable or failed."""
+
+    exit_code = 69
+    http_status = 503
+
+
+class MigrationError(JuliaError):
+    """The migrations could not be applied."""
+
+    exit_code = 3
+
+
+class ChecksumMismatch(MigrationError):
+    """An applied migration file has changed since it was applied."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"migration {name} was changed after it was applied; restore it and add a new "
+            "migration instead",
+            name=name,
+        )
+        self.name = name
+
+
+class MigrationFileError(MigrationError):
+    """A migration file is badly named or duplicated."""
+
+
+class InvalidInput(JuliaError):
+    """The input is invalid; nothing was changed."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class InvalidPhone(InvalidInput):
+    """Not a possible Brazilian phone number."""
+
+    def __init__(self, raw: str, reason: str = "not a possible Brazilian phone number") -> None:
+        from julia.redact import mask_phone
+
+        super().__init__(f"invalid phone {mask_phone(raw) or '(empty)'}: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One rejected row of an imported file (line 1 is the header)."""
+
+    line: int
+    reason: str
+
+
+class ImportRejected(InvalidInput):
+    """The file has invalid rows; nothing was imported."""
+
+    def __init__(self, path: str, errors: list[RowError]) -> None:
+        shown = "; ".join(f"line {e.line}: {e.reason}" for e in errors[:20])
+        more = f"; and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(
+            f"{path}: {len(errors)} invalid row(s), nothing imported "
+            f"(use --skip-invalid to import the rest): {shown}{more}"
+        )
+        self.errors = errors
+
+
+class NotFound(JuliaError):
+    """No such record."""
+
+    exit_code = 4
+    http_status = 404
+
+
+class Conflict(JuliaError):
+    """The action is not allowed in the current state."""
+
+    exit_code = 5
+    http_status = 409

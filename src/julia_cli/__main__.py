@@ -1,0 +1,3 @@
+from julia_cli.main import main
+
+main()

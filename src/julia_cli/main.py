@@ -1,0 +1,47 @@
+"""The ``julia`` entry point: root options and the sub-apps, one per noun."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from julia import __version__
+from julia_cli.base import JuliaTyper, state
+from julia_cli.commands import medicos, system, vagas
+
+app = JuliaTyper(
+    name="julia",
+    help="Júlia: the AI recruiter's operations console.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"julia {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Júlia's operations console."""
+    state.debug = debug
+
+
+app.command("info")(system.info)
+app.add_typer(system.config_app)
+app.add_typer(system.db_app)
+app.add_typer(system.local_app)
+app.add_typer(medicos.app)
+app.add_typer(vagas.app)
+
+
+def main() -> None:
+    app()
