@@ -129,3 +129,10 @@ class Conflict(JuliaError):
 
     exit_code = 5
     http_status = 409
+
+
+# --- fila, worker, gateways (outbound queue) --------------------------------
+
+# --- resilience: breakers, rate limits, locks, retry ------------------------
+
+# --- inbound: shim, inbox, processors ---------------------------------------

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         default=None, description="Folder of NNNN_name.sql migrations (default: the bundled ones)."
     )
 
+    # --- fila, worker, gateways (outbound queue) -----------------------------
+
+    # --- resilience: breakers, rate limits, locks, retry -------------------
+
+    # --- inbound: shim, inbox, processors ----------------------------------
+
     def masked(self) -> dict[str, Any]:
         """Effective values as plain data, secrets and URL passwords masked."""
         from julia.redact import mask_secret, mask_url
