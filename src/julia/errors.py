@@ -135,4 +135,28 @@ class Conflict(JuliaError):
 
 # --- resilience: breakers, rate limits, locks, retry ------------------------
 
+
+class CircuitOpen(JuliaError):
+    """The circuit breaker is open: the call was refused without being made."""
+
+    exit_code = 69
+    http_status = 503
+
+    def __init__(self, name: str, state: str, retry_at: Any = None) -> None:
+        when = f"; retry at {retry_at.isoformat()}" if retry_at is not None else ""
+        super().__init__(f"circuit {name} is {state}{when}", name=name, state=state)
+        self.name = name
+        self.state = state
+        #: When a call may be let through again (a ``datetime``), or None (forced open).
+        self.retry_at = retry_at
+
+
+class LockNotAcquired(Conflict):
+    """The lock is held by someone else."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"lock {name} is held by someone else", name=name)
+        self.name = name
+
+
 # --- inbound: shim, inbox, processors ---------------------------------------
