@@ -125,7 +125,9 @@ class Settings(BaseSettings):
         default=[403, 429], description="4xx statuses that count as failures for chip breakers."
     )
     breaker_redis_retry_s: float = Field(
-        default=5.0, gt=0, description="After a Redis error, seconds on local state before retrying."
+        default=5.0,
+        gt=0,
+        description="After a Redis error, seconds on local state before retrying it.",
     )
     rate_limits_enabled: bool = Field(
         default=True, description="Whether outbound rate limits are enforced at all."
