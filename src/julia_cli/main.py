@@ -33,6 +33,7 @@ def root(
 ) -> None:
     """Júlia's operations console."""
     state.debug = debug
+    state.settings = None  # read afresh for every invocation
 
 
 app.command("info")(system.info)
