@@ -45,7 +45,8 @@ def demo(session: nox.Session) -> None:
     session.run("julia", "vagas", "import", "examples/vagas.csv", env=env)
     session.run("julia", "info", env=env)
     session.log("The embedded servers keep running for later commands; stop them with:")
-    session.log(f"  JULIA_HOME={env['JULIA_HOME']} julia local stop")
+    julia = os.path.join(session.bin, "julia")
+    session.log(f"  JULIA_HOME={env['JULIA_HOME']} {julia} local stop")
 
 
 @nox.session(python=PYTHON)

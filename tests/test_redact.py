@@ -52,3 +52,10 @@ def test_logs_mask_phones_and_secrets(capsys) -> None:  # type: ignore[no-untype
     assert line["telefone"] == "5511...8888"
     assert line["token"] == "ab****op"
     assert len(line["trace_id"]) == 16 and line["level"] == "info"
+
+
+def test_mask_url_keeps_urls_without_secrets_as_written() -> None:
+    assert mask_url("unix:///tmp/x/redis.sock") == "unix:///tmp/x/redis.sock"
+    assert mask_url("postgresql://postgres:@/postgres?host=/tmp/pg") == (
+        "postgresql://postgres@/postgres?host=/tmp/pg"
+    )

@@ -33,7 +33,9 @@ def mask_url(url: str | None) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:****@{host}" if ":" in userinfo else f"{user}@{host}"
+        user, _, password = userinfo.partition(":")
+        netloc = f"{user}:****@{host}" if password else f"{user}@{host}"
     query = re.sub(r"(?i)(password|token|apikey|key)=[^&]*", r"\1=****", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing secret: keep the exact spelling (unix:///path stays as is)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
