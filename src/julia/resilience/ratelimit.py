@@ -1,0 +1,557 @@
+"""Outbound rate limits that fail closed: one atomic check-and-take per message.
+
+    decision = await take(app, tipo="prospeccao", telefone="+5511999998888", chip_id=7)
+    if not decision.allowed:
+        reschedule(at=decision.retry_at)        # decision.limit says which limit, .reason why
+    elif send_failed:
+        await give_back(app, decision.ticket)   # the slot was not used
+
+Limits (settings): per doctor ``rate_limit_medico_daily`` proactive messages in any
+24 h; per chip ``rate_limit_chip_hourly`` per hour and ``rate_limit_chip_daily`` per
+24 h, and a random gap of ``rate_limit_interval_min_s``..``max_s`` between two
+proactive sends; campaign messages weigh ``rate_limit_campanha_weight``; proactive
+messages only in business hours; every message (replies too) under the per-chip
+burst limit ``rate_limit_chip_burst`` per ``rate_limit_chip_burst_window_s``.
+
+Backends, in order: Redis (one Lua script, sliding-window logs); if Redis fails,
+Postgres (counts ``rate_limit_events`` under advisory locks); if that fails too,
+deny with ``reason="storage_unavailable"`` (fail closed).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from julia import audit, phones
+from julia.app import App
+from julia.errors import InvalidInput
+from julia.logs import get_logger
+from julia.redact import mask_phone
+from julia.resilience import metrics
+from julia.resilience._shared import REDIS_ERRORS, from_ms, redis_health, script, to_ms
+from julia.resilience.hours import BusinessHours
+
+log = get_logger(__name__)
+
+#: Message types: whether each is proactive (under the proactive limits).
+TIPOS: dict[str, bool] = {
+    "resposta": False,
+    "prospeccao": True,
+    "followup": True,
+    "campanha": True,
+}
+LIMITS = (
+    "business_hours",
+    "medico_daily",
+    "chip_daily",
+    "chip_hourly",
+    "chip_interval",
+    "chip_burst",
+    "storage",
+)
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+NEVER = -2
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What ``give_back`` needs to return the slots of one take."""
+
+    take_id: str
+    backend: str
+    telefone: str
+    chip_id: str
+    weight: int
+    proactive: bool
+    next_set_ms: int
+    previous_next_ms: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one message: allowed (keep ``ticket``), or denied with which limit,
+    a reason code and ``retry_at`` (None: it can never fit, e.g. weight above the limit)."""
+
+    allowed: bool
+    backend: str  # redis | postgres | none (both failed) | disabled
+    limit: str | None = None
+    reason: str | None = None
+    retry_at: datetime | None = None
+    ticket: Ticket | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("ticket")
+        return out
+
+
+@dataclass(frozen=True)
+class Limits:
+    medico_daily: int
+    chip_hourly: int
+    chip_daily: int
+    burst: int
+    burst_ms: int
+    gap_min_s: float
+    gap_max_s: float
+    campanha_weight: int
+
+    @classmethod
+    def of(cls, app: App) -> Limits:
+        s = app.settings
+        return cls(
+            s.rate_limit_medico_daily, s.rate_limit_chip_hourly, s.rate_limit_chip_daily,
+            s.rate_limit_chip_burst, int(s.rate_limit_chip_burst_window_s * 1000),
+            s.rate_limit_interval_min_s, s.rate_limit_interval_max_s, s.rate_limit_campanha_weight,
+        )  # fmt: skip
+
+
+REASONS = {
+    "business_hours": "outside_business_hours",
+    "chip_interval": "too_soon",
+    "storage": "storage_unavailable",
+}
+
+
+def _reason(limit: str, retry_ms: int) -> str:
+    return "never_fits" if retry_ms == NEVER else REASONS.get(limit, "window_full")
+
+
+def _keys(app: App, telefone: str, chip_id: str) -> list[str]:
+    k = app.keys.key
+    return [
+        k("rl", "medico", telefone),
+        k("rl", "chip", chip_id),
+        k("rl", "chipnext", chip_id),
+        k("rl", "burst", chip_id),
+        k("rl", "override", telefone),
+    ]
+
+
+def free_at(slots: list[int], now: int, window: int, limit: int, weight: int) -> int:
+    """When ``weight`` more slots fit: -1 now, ``NEVER``, or the time in ms (as the Lua)."""
+    if weight > limit:
+        return NEVER
+    inside = sorted(t for t in slots if t > now - window)
+    need = len(inside) + weight - limit
+    return -1 if need <= 0 else inside[need - 1] + window
+
+
+def _worst(checks: list[tuple[str, int]]) -> tuple[str, int] | None:
+    worst: tuple[str, int] | None = None
+    for name, at in checks:
+        if at == -1:
+            continue
+        if worst is None or (worst[1] != NEVER and (at == NEVER or at > worst[1])):
+            worst = (name, at)
+    return worst
+
+
+async def take(
+    app: App,
+    *,
+    tipo: str,
+    telefone: str,
+    chip_id: object,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Check every limit for one outbound message and, if all pass, take its slots.
+
+    Never raises for storage trouble: Redis, else Postgres, else a denial with
+    ``limit="storage"``. Raises :class:`InvalidInput` for an unknown ``tipo`` or a bad phone."""
+    if tipo not in TIPOS:
+        raise InvalidInput(f"unknown message type {tipo!r}; one of {', '.join(TIPOS)}")
+    telefone = phones.normalize(telefone)
+    chip = str(chip_id)
+    if not app.settings.rate_limits_enabled:
+        return _count(Decision(True, "disabled"))
+    now = app.clock.now()
+    proactive = TIPOS[tipo]
+    if proactive:
+        hours = BusinessHours.from_settings(app.settings)
+        if not hours.is_open(now):
+            return _count(
+                Decision(
+                    False, "none", "business_hours", "outside_business_hours",
+                    hours.next_open(now),
+                )
+            )  # fmt: skip
+    lim = Limits.of(app)
+    weight = lim.campanha_weight if tipo == "campanha" else 1
+    gap_ms = int((rng or random).uniform(lim.gap_min_s, lim.gap_max_s) * 1000) if proactive else 0
+    take_id = str(uuid.uuid4())
+    args = (take_id, tipo, telefone, chip, weight, proactive, gap_ms)
+    health = redis_health(app, "ratelimit")
+    if health.usable(now):
+        try:
+            decision = await _take_redis(app, now, lim, *args)
+        except REDIS_ERRORS as exc:
+            health.failed(now, exc)
+        else:
+            if health.recovered():
+                await refill_redis(app)
+            return _count(decision)
+    try:
+        return _count(await _take_postgres(app, now, lim, *args))
+    except Exception as exc:  # Postgres failing too: fail closed
+        log.error("ratelimit.fail_closed", error=f"{type(exc).__name__}: {exc}", chip_id=chip)
+        retry = now + timedelta(seconds=app.settings.rate_limit_fail_closed_retry_s)
+        return _count(Decision(False, "none", "storage", "storage_unavailable", retry))
+
+
+def _count(d: Decision) -> Decision:
+    metrics.RATE_LIMIT_DECISIONS.labels(d.limit or "ok", d.backend).inc()
+    return d
+
+
+async def _take_redis(
+    app: App, now: datetime, lim: Limits, take_id: str, tipo: str, telefone: str,
+    chip: str, weight: int, proactive: bool, gap_ms: int,
+) -> Decision:  # fmt: skip
+    now_ms = to_ms(now)
+    argv = [
+        now_ms, take_id, weight, 1 if proactive else 0, lim.medico_daily, DAY_MS,
+        lim.chip_hourly, HOUR_MS, lim.chip_daily, lim.burst, lim.burst_ms, gap_ms,
+    ]  # fmt: skip
+    keys = _keys(app, telefone, chip)
+    raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
+    if int(raw[0]) == 0 and raw[1] == "medico_daily" and await _override_active(app, telefone):
+        # The Redis flag is a cache of Postgres (the truth): put it back and try again.
+        await _cache_override(app, telefone)
+        raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
+    if int(raw[0]) == 0:
+        limit, at = str(raw[1]), int(raw[2])
+        return Decision(False, "redis", limit, _reason(limit, at), _when(at))
+    ticket = Ticket(
+        take_id, "redis", telefone, chip, weight, proactive,
+        now_ms + gap_ms if proactive else 0, int(raw[1]),
+    )  # fmt: skip
+    try:  # the event log the Postgres fallback counts; Redis decided, so best effort
+        async with app.pool.connection(timeout=2.0) as conn:
+            await _insert_event(conn, now, ticket, tipo, gap_ms)
+    except Exception as exc:
+        log.warning("ratelimit.event_not_recorded", error=str(exc), chip_id=chip)
+    return Decision(True, "redis", ticket=ticket)
+
+
+def _when(at_ms: int) -> datetime | None:
+    return None if at_ms == NEVER else from_ms(at_ms)
+
+
+async def _insert_event(conn: Any, now: datetime, t: Ticket, tipo: str, gap_ms: int) -> None:
+    await conn.execute(
+        "INSERT INTO rate_limit_events (take_id, at, tipo, proactive, telefone, chip_id,"
+        " weight, gap_s, backend) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (t.take_id, now, tipo, t.proactive, t.telefone, t.chip_id, t.weight, gap_ms / 1000,
+         t.backend),
+    )  # fmt: skip
+
+
+async def _take_postgres(
+    app: App, now: datetime, lim: Limits, take_id: str, tipo: str, telefone: str,
+    chip: str, weight: int, proactive: bool, gap_ms: int,
+) -> Decision:  # fmt: skip
+    """The same decision counted from ``rate_limit_events``, serialised per chip and
+    per doctor by transaction-scoped advisory locks (always chip first: no deadlock)."""
+    now_ms = to_ms(now)
+    async with app.pool.connection(timeout=2.0) as conn, conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('julia.rl.chip:' || %s, 0)),"
+            " pg_advisory_xact_lock(hashtextextended('julia.rl.medico:' || %s, 0))",
+            (chip, telefone),
+        )
+        cur = await conn.execute(
+            "SELECT at, weight, proactive, gap_s FROM rate_limit_events"
+            " WHERE chip_id = %s AND at > %s",
+            (chip, now - timedelta(days=1)),
+        )
+        chip_rows = await cur.fetchall()
+        burst: list[int] = []
+        chip_slots: list[int] = []
+        next_ms = 0
+        for r in chip_rows:
+            at = to_ms(r["at"])
+            burst.append(at)
+            if r["proactive"]:
+                chip_slots += [at] * r["weight"]
+                next_ms = max(next_ms, at + int(r["gap_s"] * 1000))
+        checks: list[tuple[str, int]] = []
+        if proactive:
+            cur = await conn.execute(
+                "SELECT at, weight, EXISTS (SELECT 1 FROM rate_limit_overrides o"
+                "  WHERE o.telefone = %(tel)s AND o.criado_em <= %(now)s AND o.ate > %(now)s)"
+                "  AS overridden"
+                " FROM (SELECT 1) one LEFT JOIN rate_limit_events e"
+                "  ON e.telefone = %(tel)s AND e.proactive AND e.at > %(since)s",
+                {"tel": telefone, "now": now, "since": now - timedelta(days=1)},
+            )
+            rows = await cur.fetchall()
+            if not rows[0]["overridden"]:
+                medico = [to_ms(r["at"]) for r in rows if r["at"] for _ in range(r["weight"])]
+                checks.append(("medico_daily", free_at(medico, now_ms, DAY_MS, lim.medico_daily,
+                                                       weight)))  # fmt: skip
+            checks.append(
+                ("chip_daily", free_at(chip_slots, now_ms, DAY_MS, lim.chip_daily, weight))
+            )
+            checks.append(
+                ("chip_hourly", free_at(chip_slots, now_ms, HOUR_MS, lim.chip_hourly, weight))
+            )
+            if now_ms < next_ms:
+                checks.append(("chip_interval", next_ms))
+        checks.append(("chip_burst", free_at(burst, now_ms, lim.burst_ms, lim.burst, 1)))
+        worst = _worst(checks)
+        if worst is not None:
+            limit, at = worst
+            return Decision(False, "postgres", limit, _reason(limit, at), _when(at))
+        ticket = Ticket(
+            take_id, "postgres", telefone, chip, weight, proactive,
+            now_ms + gap_ms if proactive else 0, next_ms,
+        )  # fmt: skip
+        await _insert_event(conn, now, ticket, tipo, gap_ms)
+    return Decision(True, "postgres", ticket=ticket)
+
+
+async def give_back(app: App, ticket: Ticket | None) -> None:
+    """Return the slots of a take whose message was not sent. Best effort, never raises."""
+    if ticket is None:
+        return
+    keys = _keys(app, ticket.telefone, ticket.chip_id)[:4]
+    try:
+        await script(app, "ratelimit_giveback")(
+            keys=keys,
+            args=[ticket.take_id, ticket.weight, ticket.next_set_ms, ticket.previous_next_ms],
+        )
+    except REDIS_ERRORS as exc:
+        log.warning("ratelimit.give_back_redis_failed", error=str(exc))
+    try:
+        async with app.pool.connection(timeout=2.0) as conn:
+            await conn.execute(
+                "DELETE FROM rate_limit_events WHERE take_id = %s", (ticket.take_id,)
+            )
+    except Exception as exc:
+        log.warning("ratelimit.give_back_postgres_failed", error=str(exc))
+
+
+async def refill_redis(app: App) -> int:
+    """After an outage, copy into Redis the slots Postgres granted meanwhile, so the
+    windows stay whole. Idempotent (same member names). Returns the events copied."""
+    now = app.clock.now()
+    async with app.pool.connection(timeout=2.0) as conn:
+        cur = await conn.execute(
+            "SELECT take_id::text AS take_id, at, proactive, telefone, chip_id, weight, gap_s"
+            " FROM rate_limit_events WHERE backend = 'postgres' AND at > %s ORDER BY at",
+            (now - timedelta(days=1),),
+        )
+        rows = await cur.fetchall()
+    burst_ms = int(app.settings.rate_limit_chip_burst_window_s * 1000)
+    nexts: dict[str, int] = {}
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for r in rows:
+            medico, chip, chipnext, burst, _ = _keys(app, r["telefone"], r["chip_id"])
+            at = to_ms(r["at"])
+            if at > to_ms(now) - burst_ms:
+                pipe.zadd(burst, {r["take_id"]: at})
+                pipe.pexpire(burst, burst_ms)
+            if r["proactive"]:
+                members = {f"{r['take_id']}:{i}": at for i in range(1, r["weight"] + 1)}
+                pipe.zadd(medico, members)
+                pipe.zadd(chip, members)
+                pipe.pexpire(medico, DAY_MS)
+                pipe.pexpire(chip, DAY_MS)
+                nexts[chipnext] = max(nexts.get(chipnext, 0), at + int(r["gap_s"] * 1000))
+        for key, nxt in nexts.items():
+            if nxt > to_ms(now):
+                pipe.set(key, nxt, px=DAY_MS)
+        await pipe.execute()
+    log.info("ratelimit.redis_refilled", events=len(rows))
+    return len(rows)
+
+
+# --- operator overrides and status -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Override:
+    id: int
+    telefone: str
+    motivo: str
+    operador: str
+    criado_em: datetime
+    ate: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def _override_active(app: App, telefone: str) -> Override | None:
+    now = app.clock.now()
+    async with app.pool.connection(timeout=2.0) as conn:
+        cur = await conn.execute(
+            "SELECT id, telefone, motivo, operador, criado_em, ate FROM rate_limit_overrides"
+            " WHERE telefone = %s AND criado_em <= %s AND ate > %s ORDER BY ate DESC LIMIT 1",
+            (telefone, now, now),
+        )
+        row = await cur.fetchone()
+    return Override(**row) if row else None
+
+
+async def _cache_override(app: App, telefone: str) -> None:
+    found = await _override_active(app, telefone)
+    if found is not None:
+        ms = int((found.ate - app.clock.now()).total_seconds() * 1000)
+        if ms > 0:
+            await app.redis.set(_keys(app, telefone, "")[4], found.id, px=ms)
+
+
+async def override(
+    app: App,
+    telefone: str,
+    motivo: str,
+    actor: audit.Actor,
+    ate: datetime | None = None,
+) -> Override:
+    """Lift one doctor's proactive limit until ``ate`` (default: the configured hours).
+    Recorded with who, why and until when, and audited in the same transaction."""
+    telefone = phones.normalize(telefone)
+    if not motivo.strip():
+        raise InvalidInput("--motivo must say why")
+    now = app.clock.now()
+    ate = ate or now + timedelta(hours=app.settings.rate_limit_override_default_h)
+    if ate.tzinfo is None:
+        raise InvalidInput("--ate needs a time zone (e.g. 2026-01-05T18:00-03:00)")
+    if ate <= now:
+        raise InvalidInput("--ate must be in the future")
+    async with app.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO rate_limit_overrides (telefone, motivo, operador, criado_em, ate)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " RETURNING id, telefone, motivo, operador, criado_em, ate",
+            (telefone, motivo, actor.name, now, ate),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        await audit.record(
+            conn, now, actor, "ratelimit.override", alvo=telefone, motivo=motivo,
+            detalhes={"ate": ate.isoformat()},
+        )  # fmt: skip
+    try:
+        await _cache_override(app, telefone)
+    except REDIS_ERRORS as exc:  # Postgres has it; the next denial re-caches it
+        log.warning("ratelimit.override_not_cached", error=str(exc))
+    log.info("ratelimit.override", telefone=mask_phone(telefone), ate=ate.isoformat())
+    return Override(**row)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One limit's use right now: what is used, the limit, what is left."""
+
+    limit: str
+    used: int
+    max: int
+    left: int
+    frees_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RateStatus:
+    subject: str  # the phone or "chip:<id>"
+    backend: str
+    usage: list[Usage]
+    next_proactive_at: datetime | None = None
+    override: Override | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def status(
+    app: App, *, telefone: str | None = None, chip_id: object | None = None
+) -> RateStatus:
+    """Usage and what is left for one doctor or one chip (``julia ratelimit status``)."""
+    if (telefone is None) == (chip_id is None):
+        raise InvalidInput("give exactly one of --telefone or --chip")
+    now = app.clock.now()
+    now_ms = to_ms(now)
+    lim = Limits.of(app)
+    tel = phones.normalize(telefone) if telefone is not None else ""
+    chip = str(chip_id) if chip_id is not None else ""
+    medico_k, chip_k, next_k, burst_k, _ = _keys(app, tel, chip)
+    backend = "redis"
+    nxt = 0
+    try:
+        if telefone is not None:
+            slots = {"medico": await _scores(app, medico_k)}
+        else:
+            slots = {"chip": await _scores(app, chip_k), "burst": await _scores(app, burst_k)}
+            nxt = int(await app.redis.get(next_k) or 0)
+    except REDIS_ERRORS:
+        backend = "postgres"
+        slots, nxt = await _pg_slots(app, tel, chip)
+
+    def usage(name: str, s: list[int], window: int, limit: int) -> Usage:
+        inside = sorted(t for t in s if t > now_ms - window)
+        return Usage(
+            name, len(inside), limit, max(0, limit - len(inside)),
+            from_ms(inside[0] + window) if inside else None,
+        )  # fmt: skip
+
+    if telefone is not None:
+        found = await _override_active(app, tel)
+        return RateStatus(
+            tel, backend, [usage("medico_daily", slots["medico"], DAY_MS, lim.medico_daily)],
+            override=found,
+        )  # fmt: skip
+    return RateStatus(
+        f"chip:{chip}",
+        backend,
+        [
+            usage("chip_hourly", slots["chip"], HOUR_MS, lim.chip_hourly),
+            usage("chip_daily", slots["chip"], DAY_MS, lim.chip_daily),
+            usage("chip_burst", slots["burst"], lim.burst_ms, lim.burst),
+        ],
+        next_proactive_at=from_ms(nxt) if nxt > now_ms else None,
+    )
+
+
+async def _scores(app: App, key: str) -> list[int]:
+    pairs: list[Any] = await app.redis.zrange(key, 0, -1, withscores=True)
+    return [int(score) for _, score in pairs]
+
+
+async def _pg_slots(app: App, tel: str, chip: str) -> tuple[dict[str, list[int]], int]:
+    since = app.clock.now() - timedelta(days=1)
+    async with app.pool.connection(timeout=2.0) as conn:
+        cur = await conn.execute(
+            "SELECT at, weight, proactive, gap_s, telefone, chip_id FROM rate_limit_events"
+            " WHERE at > %s AND (telefone = %s OR chip_id = %s)",
+            (since, tel, chip),
+        )
+        rows = await cur.fetchall()
+    out: dict[str, list[int]] = {"medico": [], "chip": [], "burst": []}
+    nxt = 0
+    for r in rows:
+        at = to_ms(r["at"])
+        if r["telefone"] == tel and r["proactive"]:
+            out["medico"] += [at] * r["weight"]
+        if r["chip_id"] == chip:
+            out["burst"].append(at)
+            if r["proactive"]:
+                out["chip"] += [at] * r["weight"]
+                nxt = max(nxt, at + int(r["gap_s"] * 1000))
+    return out, nxt
+
+
+async def prune_events(app: App, older_than_h: float = 48.0) -> int:
+    """Delete event rows no window needs any more (for the scheduler). Returns the count."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "DELETE FROM rate_limit_events WHERE at < %s",
+            (app.clock.now() - timedelta(hours=older_than_h),),
+        )
+        return int(cur.rowcount)
