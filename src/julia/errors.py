@@ -160,3 +160,21 @@ class LockNotAcquired(Conflict):
 
 
 # --- inbound: shim, inbox, processors ---------------------------------------
+
+
+class WebhookUnauthorized(JuliaError):
+    """The webhook carries no valid secret; nothing was stored."""
+
+    exit_code = 77  # EX_NOPERM
+    http_status = 401
+
+
+class InvalidPayload(InvalidInput):
+    """The webhook body is not valid JSON or not a payload Júlia understands."""
+
+
+class PayloadTooLarge(InvalidInput):
+    """The webhook body is larger than the configured limit."""
+
+    http_status = 413
+

@@ -8,7 +8,9 @@ import typer
 
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
+from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
+from julia_cli.commands import shim as shim_cmd
 
 app = JuliaTyper(
     name="julia",
@@ -42,6 +44,8 @@ app.add_typer(system.db_app)
 app.add_typer(system.local_app)
 app.add_typer(medicos.app)
 app.add_typer(vagas.app)
+app.add_typer(inbox_cmd.app)
+app.add_typer(shim_cmd.app)
 
 
 def main() -> None:

@@ -1,0 +1,226 @@
+"""The webhook shim: authenticate, limit, parse, store in the inbox, answer.
+
+Every route does exactly that and nothing else: no LLM, gateway or Chatwoot call
+happens inside a request. The business logic lives in :mod:`julia.inbox`.
+
+Status codes: 200 stored or acknowledged (``{"status": "accepted"}`` or
+``{"status": "ignored", "reason": ...}``), 400 malformed body, 401 wrong or missing
+secret, 413 body over ``JULIA_WEBHOOK_MAX_BODY_BYTES``, 503 storage unavailable (the
+gateway retries). Nothing a sender posts produces a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from julia import inbox, logs
+from julia.app import App
+from julia.clock import Clock
+from julia.errors import JuliaError, PayloadTooLarge
+from julia.inbox.events import Event
+from julia.settings import Settings
+
+log = logs.get_logger("shim")
+
+Parser = Callable[[Request, Any, bytes], list[Event]]
+
+
+class Metrics:
+    """Prometheus metrics of one shim (its own registry: no module-level state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "julia_webhooks",
+            "Webhook requests by provider and result.",
+            ["provider", "result"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "julia_webhook_seconds",
+            "Time to answer a webhook.",
+            ["provider"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or :class:`PayloadTooLarge` as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _evolution(request: Request, body: Any, raw: bytes) -> list[Event]:
+    events: list[Event] = inbox.parse_evolution(body, request.path_params.get("event"))
+    return events
+
+
+def _zapi(request: Request, body: Any, raw: bytes) -> list[Event]:
+    events: list[Event] = inbox.parse_zapi(body)
+    return events
+
+
+def _chatwoot(request: Request, body: Any, raw: bytes) -> list[Event]:
+    events: list[Event] = inbox.parse_chatwoot(
+        body, raw, request.headers.get("x-chatwoot-delivery")
+    )
+    return events
+
+
+def _error(exc: JuliaError) -> JSONResponse:
+    status = exc.http_status if 400 <= exc.http_status < 500 else 503
+    return JSONResponse({"status": "error", "reason": exc.message}, status_code=status)
+
+
+def webhook_route(provider: str, parse: Parser) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        julia: App = request.app.state.julia
+        metrics: Metrics = request.app.state.metrics
+        started = time.perf_counter()
+        stage = "auth"
+        try:
+            headers = request.headers
+            if provider == "chatwoot":
+                raw = await read_body(request, julia.settings.webhook_max_body_bytes)
+                inbox.verify_chatwoot(julia.settings, headers, raw, julia.clock.now())
+            else:
+                inbox.verify_gateway(julia.settings, headers, julia.clock.now())
+                raw = await read_body(request, julia.settings.webhook_max_body_bytes)
+            stage = "parse"
+            body, text = inbox.decode_body(raw)
+            events = parse(request, body, raw)
+            stage = "store"
+            result = await inbox.accept(julia, events, text)
+        except JuliaError as exc:
+            response = _error(exc)
+            log.warning(
+                "webhook.rejected",
+                provider=provider,
+                stage=stage,
+                http_status=response.status_code,
+                error=type(exc).__name__,
+                reason=exc.message,
+            )
+        except Exception as exc:  # never a 500: a parse bug is 400, anything else 503
+            status = 400 if stage == "parse" else 503
+            log.error("webhook.failed", provider=provider, stage=stage, error=type(exc).__name__)
+            response = JSONResponse(
+                {"status": "error", "reason": "unprocessable payload" if status == 400
+                 else "temporarily unavailable"},
+                status_code=status,
+            )  # fmt: skip
+        else:
+            response = JSONResponse(result.as_dict())
+            metrics.requests.labels(provider, result.reason or result.status).inc()
+            metrics.latency.labels(provider).observe(time.perf_counter() - started)
+            return response
+        metrics.requests.labels(provider, str(response.status_code)).inc()
+        return response
+
+    return endpoint
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """200 when Postgres and Redis both answer within 2 s, else 503 naming what failed."""
+    julia: App = request.app.state.julia
+    checks: dict[str, str] = {}
+
+    async def postgres() -> None:
+        async with julia.pool.connection(timeout=2.0) as conn:
+            await conn.execute("SELECT 1")
+
+    async def redis() -> None:
+        await julia.redis.ping()
+
+    for name, check in (("postgres", postgres), ("redis", redis)):
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, julia: App | None = None
+) -> Starlette:
+    """The shim as an ASGI app. Pass ``julia`` to reuse an opened App (tests);
+    otherwise the lifespan opens one from ``settings`` and closes it at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if julia is not None:
+            yield
+            return
+        effective = settings or Settings()
+        logs.configure(effective.log_level, effective.log_format)
+        async with App.open(effective, clock=clock) as opened:
+            app.state.julia = opened
+            if not Settings.secret(effective.webhook_token):
+                log.warning("shim.unauthenticated", reason="JULIA_WEBHOOK_TOKEN is not set")
+            yield
+
+    routes = [
+        Route("/webhooks/evolution", webhook_route("evolution", _evolution), methods=["POST"]),
+        Route(
+            "/webhooks/evolution/{event}", webhook_route("evolution", _evolution), methods=["POST"]
+        ),
+        Route("/webhooks/zapi", webhook_route("zapi", _zapi), methods=["POST"]),
+        Route("/webhooks/zapi/{event}", webhook_route("zapi", _zapi), methods=["POST"]),
+        Route("/webhooks/chatwoot", webhook_route("chatwoot", _chatwoot), methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.metrics = Metrics()
+    if julia is not None:
+        app.state.julia = julia
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory shim.app:app_from_env``."""
+    return create_app()
+
+
+#: The ASGI app for any server (``uvicorn shim.app:app``); settings from the environment.
+app = create_app()

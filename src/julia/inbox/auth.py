@@ -1,0 +1,84 @@
+"""Webhook authentication: a shared token, Evolution's Bearer JWT, Chatwoot's HMAC.
+
+Evolution and Z-API do not sign webhooks. With ``JULIA_WEBHOOK_TOKEN`` set, each
+request must carry the token in ``X-Webhook-Token`` or as ``Authorization: Bearer
+<JWT>``, the HS256 token Evolution builds when its webhook headers hold
+``jwt_key`` (payload ``{iat, exp: iat+600, app: 'evolution', action: 'webhook'}``).
+Chatwoot signs ``f"{timestamp}.{raw_body}"`` with HMAC-SHA256
+(``X-Chatwoot-Signature: sha256=<hex>`` + ``X-Chatwoot-Timestamp``). Every comparison
+is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import warnings
+from collections.abc import Mapping
+from datetime import datetime
+
+import jwt
+
+from julia.errors import WebhookUnauthorized
+from julia.settings import Settings
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def verify_gateway(settings: Settings, headers: Mapping[str, str], now: datetime) -> None:
+    """Raise :class:`WebhookUnauthorized` unless the request carries the webhook token."""
+    token = Settings.secret(settings.webhook_token)
+    if not token:
+        return
+    given = headers.get("x-webhook-token")
+    if given is not None and _same(given, token):
+        return
+    auth = headers.get("authorization", "")
+    scheme, _, credentials = auth.partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        if _same(credentials.strip(), token):
+            return
+        if _valid_jwt(credentials.strip(), token, now):
+            return
+    raise WebhookUnauthorized("missing or wrong webhook token")
+
+
+def _valid_jwt(encoded: str, key: str, now: datetime) -> bool:
+    try:
+        with warnings.catch_warnings():  # a short key is the operator's choice, not per request
+            warnings.simplefilter("ignore")
+            claims = jwt.decode(
+                encoded,
+                key,
+                algorithms=["HS256"],
+                options={"require": ["exp"], "verify_exp": False},
+            )
+    except jwt.PyJWTError:
+        return False
+    exp = claims.get("exp")
+    return isinstance(exp, int | float) and exp > now.timestamp()
+
+
+def chatwoot_signature(secret: str, timestamp: str, raw: bytes) -> str:
+    """The ``X-Chatwoot-Signature`` value for a body (also used by the sandbox and tests)."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_chatwoot(
+    settings: Settings, headers: Mapping[str, str], raw: bytes, now: datetime
+) -> None:
+    """Raise :class:`WebhookUnauthorized` unless a configured Chatwoot signature matches."""
+    secret = Settings.secret(settings.chatwoot_webhook_secret)
+    if not secret:
+        return
+    signature = headers.get("x-chatwoot-signature", "")
+    timestamp = headers.get("x-chatwoot-timestamp", "")
+    if not signature or not timestamp.isdigit():
+        raise WebhookUnauthorized("missing Chatwoot signature")
+    if abs(now.timestamp() - int(timestamp)) > settings.chatwoot_webhook_tolerance_s:
+        raise WebhookUnauthorized("stale Chatwoot signature timestamp")
+    if not _same(signature, chatwoot_signature(secret, timestamp, raw)):
+        raise WebhookUnauthorized("wrong Chatwoot signature")
