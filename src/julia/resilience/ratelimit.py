@@ -484,7 +484,10 @@ async def status(
     medico_k, chip_k, next_k, burst_k, _ = _keys(app, tel, chip)
     backend = "redis"
     nxt = 0
+    health = redis_health(app, "ratelimit")
     try:
+        if not health.usable(now):
+            raise ConnectionError(health.last_error or "Redis marked down")
         if telefone is not None:
             slots = {"medico": await _scores(app, medico_k)}
         else:
