@@ -176,3 +176,31 @@ def cli(env: dict[str, str]):  # type: ignore[no-untyped-def]
         return runner.invoke(cli_app, list(args), env=env, input=input, catch_exceptions=False)
 
     return invoke
+
+
+# --- sandbox gateway (fila) ---
+
+
+@pytest.fixture
+def sandbox_gateway() -> Iterator[str]:
+    """A running sandbox gateway (Evolution API v2) on a free port; yields its base URL.
+
+    Controls: ``GET /_sandbox/messages``, ``POST``/``DELETE /_sandbox/faults``,
+    ``POST /_sandbox/numbers``, ``POST /_sandbox/incoming`` (see julia.sandbox.gateway).
+    """
+    from julia.sandbox.gateway import running
+
+    with running() as (url, _state):
+        yield url
+
+
+@pytest.fixture
+async def sandbox_app(
+    settings: Settings, clock: FrozenClock, sandbox_gateway: str
+) -> AsyncIterator[App]:
+    """``app`` whose default Evolution instance is the sandbox; rate limits off."""
+    configured = settings.model_copy(
+        update={"evolution_url": sandbox_gateway, "rate_limits_enabled": False}
+    )
+    async with App.open(configured, clock=clock) as opened:
+        yield opened

@@ -132,6 +132,118 @@ class Conflict(JuliaError):
 
 
 # --- fila, worker, gateways (outbound queue) --------------------------------
+#
+#   Conflict
+#   └── InvalidTransition       a message cannot go from its status to the one asked
+#   GatewayError                a WhatsApp gateway call failed (``retryable``: worth retrying?)
+#   ├── GatewayTimeout          no answer in time
+#   ├── GatewayNetworkError     could not connect / connection dropped
+#   ├── GatewayServerError      5xx
+#   └── GatewayClientError      4xx not listed below (not retryable)
+#       ├── GatewayBadRequest   400
+#       │   └── InvalidNumber   the number is not on WhatsApp
+#       ├── GatewayAuthError    401
+#       ├── GatewayForbidden    403
+#       ├── GatewayNotFound     404 (e.g. the instance does not exist)
+#       └── GatewayRateLimited  429 (retryable, after ``retry_after_s``)
+
+
+class InvalidTransition(Conflict):
+    """The message cannot move from its current status to the one asked."""
+
+
+class GatewayError(JuliaError):
+    """The WhatsApp gateway call failed."""
+
+    exit_code = 69
+    http_status = 502
+    #: Whether sending again later may succeed (the queue retries with backoff).
+    retryable: ClassVar[bool] = True
+    #: Short code stored on the message (``fila_mensagens.motivo``).
+    code: ClassVar[str] = "GATEWAY_ERROR"
+    #: How the breakers classify it (``timeout``, ``network``, ``http``).
+    kind: ClassVar[str] = "http"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        maybe_sent: bool = False,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, status=status, **details)
+        self.status = status
+        #: True when the request may have reached WhatsApp (a read timeout, a dropped
+        #: connection): the queue then reconciles instead of resending.
+        self.maybe_sent = maybe_sent
+
+
+class GatewayTimeout(GatewayError):
+    """The gateway did not answer in time."""
+
+    code = "GATEWAY_TIMEOUT"
+    kind = "timeout"
+
+
+class GatewayNetworkError(GatewayError):
+    """Could not reach the gateway (connection refused or dropped)."""
+
+    code = "GATEWAY_NETWORK"
+    kind = "network"
+
+
+class GatewayServerError(GatewayError):
+    """The gateway answered with a server error (5xx)."""
+
+    code = "GATEWAY_5XX"
+
+
+class GatewayClientError(GatewayError):
+    """The gateway refused the request (4xx)."""
+
+    retryable = False
+    code = "GATEWAY_4XX"
+
+
+class GatewayBadRequest(GatewayClientError):
+    """The gateway rejected the request as malformed (400)."""
+
+    code = "GATEWAY_400"
+
+
+class InvalidNumber(GatewayBadRequest):
+    """The number is not on WhatsApp."""
+
+    code = "INVALID_NUMBER"
+
+
+class GatewayAuthError(GatewayClientError):
+    """The gateway refused the API key (401)."""
+
+    code = "GATEWAY_401"
+
+
+class GatewayForbidden(GatewayClientError):
+    """The gateway forbade the request (403): the chip may be restricted."""
+
+    retryable = True  # the message is not at fault; another chip or later may work
+    code = "GATEWAY_403"
+
+
+class GatewayNotFound(GatewayClientError):
+    """The gateway does not know the instance (404)."""
+
+    retryable = True  # a configuration problem an operator can fix; keep the message
+    code = "GATEWAY_404"
+
+
+class GatewayRateLimited(GatewayClientError):
+    """The gateway is rate limiting us (429)."""
+
+    retryable = True
+    code = "GATEWAY_429"
+
 
 # --- resilience: breakers, rate limits, locks, retry ------------------------
 

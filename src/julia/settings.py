@@ -86,6 +86,68 @@ class Settings(BaseSettings):
     )
 
     # --- fila, worker, gateways (outbound queue) -----------------------------
+    fila_lease_s: float = Field(
+        default=60.0, gt=0, description="How long a worker holds claimed messages (the lease)."
+    )
+    fila_max_tentativas: int = Field(
+        default=5, ge=1, description="Send attempts of a message before it goes to the DLQ."
+    )
+    fila_retry_base_s: float = Field(
+        default=10.0, gt=0, description="Base delay of the queue's retry backoff (full jitter)."
+    )
+    fila_retry_cap_s: float = Field(
+        default=1800.0, gt=0, description="Longest delay between two send attempts."
+    )
+    fila_expire_after_h: float = Field(
+        default=24.0, gt=0, description="A message pending this long past its due time expires."
+    )
+    fila_default_prioridade: int = Field(
+        default=5, ge=0, le=10, description="Priority of a message when none is given (10 first)."
+    )
+    wa_check_cache_ttl_s: int = Field(
+        default=7 * 86400, ge=60, description="How long a whatsappNumbers answer is cached."
+    )
+    worker_concurrency: int = Field(
+        default=20, ge=1, description="Gateway sends one worker process runs at once."
+    )
+    worker_batch_size: int = Field(
+        default=100, ge=1, description="Messages a worker claims in one round trip."
+    )
+    worker_poll_interval_s: float = Field(
+        default=0.5, gt=0, description="Seconds between polls when no NOTIFY arrives."
+    )
+    worker_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, seconds in-flight sends get to finish."
+    )
+    worker_heartbeat_s: float = Field(
+        default=10.0, gt=0, description="Seconds between worker heartbeats."
+    )
+    worker_heartbeat_ttl_s: int = Field(
+        default=120, ge=1, description="A worker whose last beat is older than this is dead."
+    )
+    worker_rescue_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between the worker's expired-lease rescues."
+    )
+    gateway_provider: str = Field(
+        default="evolution", description="Gateway of the default instance: evolution or zapi."
+    )
+    evolution_url: str = Field(
+        default="http://127.0.0.1:8080", description="Evolution API v2 base URL."
+    )
+    evolution_api_key: SecretStr | None = Field(
+        default=None, description="Evolution API key (sent as the apikey header)."
+    )
+    evolution_instance: str = Field(
+        default="julia", description="The instance that sends everything until chips land."
+    )
+    zapi_url: str = Field(default="https://api.z-api.io", description="Z-API base URL.")
+    zapi_instance: str = Field(default="", description="Z-API instance id of the default chip.")
+    zapi_token: SecretStr | None = Field(
+        default=None, description="Z-API instance token (part of the URL path)."
+    )
+    zapi_client_token: SecretStr | None = Field(
+        default=None, description="Z-API account security token (Client-Token header)."
+    )
 
     # --- resilience: breakers, rate limits, locks, retry -------------------
     breaker_failure_threshold: int = Field(

@@ -8,9 +8,12 @@ import typer
 
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
+from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
+from julia_cli.commands import sandbox as sandbox_cmd
 from julia_cli.commands import shim as shim_cmd
+from julia_cli.commands import worker as worker_cmd
 
 app = JuliaTyper(
     name="julia",
@@ -46,6 +49,9 @@ app.add_typer(medicos.app)
 app.add_typer(vagas.app)
 app.add_typer(inbox_cmd.app)
 app.add_typer(shim_cmd.app)
+app.add_typer(fila_cmd.app)
+app.add_typer(worker_cmd.app)
+app.add_typer(sandbox_cmd.app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Sandbox servers that speak external services' real wire protocols, for tests and demos."""

@@ -1,0 +1,33 @@
+"""``julia sandbox``: local servers that speak external services' wire protocols."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from julia.sandbox import gateway
+from julia_cli import render
+from julia_cli.base import JuliaTyper
+
+app = JuliaTyper(name="sandbox", help="Sandbox servers for tests and demos.")
+
+
+@app.command("gateway")
+def gateway_(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="Where to POST webhooks (messages.upsert / update)."),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Require this apikey header (default: any).")
+    ] = None,
+    auto_ack: Annotated[
+        bool, typer.Option("--auto-ack", help="POST a DELIVERY_ACK webhook after each send.")
+    ] = False,
+) -> None:
+    """Run an Evolution API v2 sandbox gateway (GET /_sandbox/messages, POST /_sandbox/faults)."""
+    render.message(f"sandbox gateway on http://{host}:{port} (webhooks: {webhook_url or 'off'})")
+    gateway.serve(host=host, port=port, webhook_url=webhook_url, api_key=api_key, auto_ack=auto_ack)
