@@ -290,3 +290,38 @@ class PayloadTooLarge(InvalidInput):
 
     http_status = 413
 
+
+# --- chips: pool, trust, selection ------------------------------------------
+#
+#   NotFound
+#   └── ChipNotFound            no chip with that id or instance
+#   Conflict
+#   ├── ChipTransitionRefused   a chip cannot go from its status to the one asked
+#   └── ChipExists              a chip with that instance or number is registered
+#   GatewayError
+#   ├── NoChipAvailable         no chip may send this message now (queue retries later)
+#   └── AllChipsFailed          every chip tried failed (outcome FAILED_ALL_CHIPS)
+
+
+class ChipNotFound(NotFound):
+    """No such chip."""
+
+
+class ChipTransitionRefused(Conflict):
+    """The chip cannot move from its current status to the one asked."""
+
+
+class ChipExists(Conflict):
+    """A chip with that instance or number is already registered."""
+
+
+class NoChipAvailable(GatewayError):
+    """No chip may send this message now."""
+
+    code = "NO_CHIP_AVAILABLE"
+
+
+class AllChipsFailed(GatewayError):
+    """Every chip tried for this message failed."""
+
+    code = "FAILED_ALL_CHIPS"

@@ -8,6 +8,7 @@ import typer
 
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
+from julia_cli.commands import chips as chips_cmd
 from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
@@ -52,6 +53,7 @@ app.add_typer(shim_cmd.app)
 app.add_typer(fila_cmd.app)
 app.add_typer(worker_cmd.app)
 app.add_typer(sandbox_cmd.app)
+app.add_typer(chips_cmd.app)
 
 
 def main() -> None:

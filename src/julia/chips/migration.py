@@ -1,0 +1,157 @@
+"""Moving a demoted, banned or retired chip's active conversations to other chips.
+
+Each conversation keeps its row (and so its history, summary and context) and only
+changes ``conversas.chip_id``; the move is a ``chip_migrations`` row; the doctor's
+affinity moves to the new chip; a conversation with activity in the last
+``JULIA_CHIP_MIGRATION_RECENT_H`` hours gets a continuation message queued, which
+the selection sends from the conversation's new chip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from julia import audit
+from julia.app import App
+from julia.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Migrated:
+    id: int
+    conversa_id: int
+    medico_id: int
+    from_chip: int
+    to_chip: int | None
+    continuacao_id: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# The target: an active chip (ready as a last resort) that is usable now, preferring the
+# chip the doctor already talks to, then the one with the fewest active conversations.
+_TARGET = """
+SELECT c.id FROM chips c
+LEFT JOIN chip_afinidade a ON a.chip_id = c.id AND a.medico_id = %(medico)s
+WHERE c.id <> %(from)s AND c.status IN ('active', 'ready')
+  AND c.connected IS NOT FALSE
+  AND (c.cooldown_until IS NULL OR c.cooldown_until <= %(now)s)
+  AND c.trust_score >= %(min_trust)s
+ORDER BY (c.status = 'active') DESC, coalesce(a.respostas, 0) DESC,
+         (SELECT count(*) FROM conversas v WHERE v.chip_id = c.id AND v.status = 'ativa'), c.id
+LIMIT 1
+"""
+
+
+async def migrate_conversations(
+    app: App, from_chip: int, *, motivo: str, actor: audit.Actor | None = None
+) -> list[Migrated]:
+    """Move every active conversation of ``from_chip``; returns the moves made."""
+    actor = actor or audit.AUTOMATION
+    now = app.clock.now()
+    moves: list[Migrated] = []
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT v.id, v.medico_id, v.last_message_at, m.telefone FROM conversas v"
+            " JOIN medicos m ON m.id = v.medico_id"
+            " WHERE v.chip_id = %s AND v.status = 'ativa' ORDER BY v.id",
+            (from_chip,),
+        )
+        conversas = list(await cur.fetchall())
+    for v in conversas:
+        async with app.pool.connection() as conn, conn.transaction():
+            moves.append(await _move_one(app, conn, v, from_chip, motivo, actor, now))
+    if moves:
+        log.warning(
+            "chip.conversations_migrated", from_chip=from_chip, count=len(moves),
+            unplaced=sum(1 for m in moves if m.to_chip is None), motivo=motivo,
+        )  # fmt: skip
+    return moves
+
+
+async def _move_one(
+    app: App,
+    conn: AsyncConnection[Any],
+    v: dict[str, Any],
+    from_chip: int,
+    motivo: str,
+    actor: audit.Actor,
+    now: datetime,
+) -> Migrated:
+    min_trust = max(0, app.settings.chip_threshold_resposta - app.settings.chip_emergency_drop)
+    cur = await conn.execute(
+        _TARGET, {"medico": v["medico_id"], "from": from_chip, "now": now, "min_trust": min_trust}
+    )
+    row = await cur.fetchone()
+    to_chip = int(row["id"]) if row else None
+    await conn.execute(
+        "UPDATE conversas SET chip_id = %s, updated_at = %s WHERE id = %s", (to_chip, now, v["id"])
+    )
+    if to_chip is not None:
+        await conn.execute(
+            "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)"
+            " SELECT %(medico)s, %(to)s, coalesce(sum(enviadas), 0), coalesce(sum(respostas), 0),"
+            " %(now)s FROM chip_afinidade WHERE medico_id = %(medico)s AND chip_id = %(from)s"
+            " ON CONFLICT (medico_id, chip_id) DO UPDATE SET"
+            " enviadas = chip_afinidade.enviadas + EXCLUDED.enviadas,"
+            " respostas = chip_afinidade.respostas + EXCLUDED.respostas,"
+            " last_at = EXCLUDED.last_at",
+            {"medico": v["medico_id"], "to": to_chip, "from": from_chip, "now": now},
+        )
+        await conn.execute(
+            "DELETE FROM chip_afinidade WHERE medico_id = %s AND chip_id = %s",
+            (v["medico_id"], from_chip),
+        )
+    cur = await conn.execute(
+        "INSERT INTO chip_migrations (conversa_id, medico_id, from_chip, to_chip, motivo, ator, at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (v["id"], v["medico_id"], from_chip, to_chip, motivo, actor.name, now),
+    )
+    mig = await cur.fetchone()
+    assert mig is not None
+    continuacao = None
+    recent = now - timedelta(hours=app.settings.chip_migration_recent_h)
+    if v["last_message_at"] is not None and v["last_message_at"] >= recent:
+        continuacao = await _schedule_continuation(app, conn, v, int(mig["id"]), now)
+        await conn.execute(
+            "UPDATE chip_migrations SET continuacao_id = %s WHERE id = %s", (continuacao, mig["id"])
+        )
+    return Migrated(int(mig["id"]), v["id"], v["medico_id"], from_chip, to_chip, continuacao)
+
+
+async def _schedule_continuation(
+    app: App, conn: AsyncConnection[Any], v: dict[str, Any], migration_id: int, now: datetime
+) -> int | None:
+    """Queue the continuation message in the caller's transaction (idempotent per move)."""
+    cur = await conn.execute(
+        "INSERT INTO fila_mensagens (medico_id, telefone, conversa_id, tipo, texto, prioridade,"
+        " agendar_para, proxima_tentativa_em, max_tentativas, idempotency_key, created_at,"
+        " updated_at) VALUES (%(medico)s, %(tel)s, %(conversa)s, 'resposta', %(texto)s, 8,"
+        " %(now)s, %(now)s, %(max)s, %(key)s, %(now)s, %(now)s)"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        {"medico": v["medico_id"], "tel": v["telefone"], "conversa": v["id"],
+         "texto": app.settings.chip_migration_texto, "now": now,
+         "max": app.settings.fila_max_tentativas, "key": f"chip-migration:{migration_id}"},
+    )  # fmt: skip
+    row = await cur.fetchone()
+    await conn.execute("SELECT pg_notify('fila_mensagens', '')")
+    return int(row["id"]) if row else None
+
+
+async def list_migrations(
+    app: App, chip_id: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT * FROM chip_migrations WHERE %(c)s::bigint IS NULL OR from_chip = %(c)s"
+            " OR to_chip = %(c)s ORDER BY id DESC LIMIT %(limit)s",
+            {"c": chip_id, "limit": limit},
+        )
+        return list(await cur.fetchall())
