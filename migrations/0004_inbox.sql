@@ -57,7 +57,10 @@ CREATE TABLE inbox_turnos (
     conversa_id     bigint REFERENCES conversas (id),
     mensagens       bigint[] NOT NULL,
     texto           text NOT NULL DEFAULT '',
-    status          text NOT NULL CHECK (status IN ('aguardando_resposta', 'parado', 'erro')),
+    -- aguardando_resposta: for the agent now; agendado: for the agent at responder_apos
+    -- (outside business hours); parado: a processor stopped it (parado_por, motivo).
+    status          text NOT NULL CHECK (status IN ('aguardando_resposta', 'agendado', 'parado')),
+    responder_apos  timestamptz,
     parado_por      text,
     motivo          text,
     resposta        text,

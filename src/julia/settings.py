@@ -279,6 +279,9 @@ class Settings(BaseSettings):
     inbox_poll_s: float = Field(
         default=0.5, gt=0, description="How often an idle inbox consumer looks for ready turns."
     )
+    inbox_concurrency: int = Field(
+        default=4, ge=1, description="Turns one worker process handles at the same time."
+    )
     inbox_max_attempts: int = Field(
         default=5, ge=1, description="Attempts of a failing turn before it is parked as erro."
     )

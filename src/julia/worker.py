@@ -31,6 +31,7 @@ from psycopg.types.json import Jsonb
 from julia.app import App
 from julia.errors import InvalidInput
 from julia.fila import consumer as fila_consumer
+from julia.inbox import consumer as inbox_consumer
 from julia.logs import get_logger
 
 log = get_logger(__name__)
@@ -40,6 +41,7 @@ Consumer = Callable[[App, asyncio.Event, str], Awaitable[None]]
 #: Every consumer ``julia worker`` can run, by name, in start order.
 CONSUMERS: dict[str, Consumer] = {
     "fila": fila_consumer.run,
+    "inbox": inbox_consumer.run,
 }
 
 #: Seconds before a crashed consumer is started again.

@@ -1,0 +1,294 @@
+"""The inbox consumer: stored messages → turns, one at a time per conversation.
+
+A conversation is *ready* when its pending messages have been quiet for
+``JULIA_INBOX_DEBOUNCE_S`` (4 s) or its oldest pending message waited
+``JULIA_INBOX_DEBOUNCE_MAX_S`` (15 s): the burst becomes one turn, durably (the
+window is computed from ``received_at`` in Postgres, so a restart loses nothing).
+
+Order and exclusivity come from a per-conversation lease row (``inbox_leases``):
+any number of consumers in any number of processes may run; a conversation is
+processed by one of them at a time, its messages in id (arrival) order, and a
+lease whose worker died expires after ``JULIA_INBOX_LEASE_S``.
+
+A processor that raises does not lose the turn: its messages stay ``pendente``
+with ``attempts`` + 1 and ``next_attempt_at`` pushed back exponentially (the whole
+conversation waits, so order holds); after ``JULIA_INBOX_MAX_ATTEMPTS`` they are
+parked as ``erro`` with the error, for ``julia inbox replay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from julia.app import App
+from julia.inbox.processors import (
+    Message,
+    PipelineResult,
+    Processor,
+    TurnContext,
+    default_processors,
+    run_pipeline,
+)
+from julia.logs import get_logger
+
+log = get_logger(__name__)
+
+_READY = """
+SELECT m.conversa_key
+FROM mensagens_recebidas m
+WHERE m.status = 'pendente' AND m.kind = 'mensagem'
+GROUP BY m.conversa_key
+HAVING (max(m.received_at) <= %(quiet)s OR min(m.received_at) <= %(oldest)s)
+   AND max(COALESCE(m.next_attempt_at, '-infinity')) <= %(now)s
+   AND NOT EXISTS (SELECT 1 FROM inbox_leases l
+                   WHERE l.conversa_key = m.conversa_key AND l.expires_at > %(now)s)
+ORDER BY min(m.id)
+LIMIT %(n)s
+"""
+_LEASE = """
+INSERT INTO inbox_leases (conversa_key, worker_id, expires_at)
+VALUES (%(k)s, %(w)s, %(exp)s)
+ON CONFLICT (conversa_key) DO UPDATE
+    SET worker_id = EXCLUDED.worker_id, expires_at = EXCLUDED.expires_at
+    WHERE inbox_leases.expires_at <= %(now)s
+RETURNING conversa_key
+"""
+_ROWS = """
+SELECT id, provider, instance, provider_message_id, telefone, remote_jid, from_me, is_group,
+       tipo, texto, midia, push_name, received_at, attempts
+FROM mensagens_recebidas
+WHERE conversa_key = %s AND status = 'pendente' AND kind = 'mensagem'
+ORDER BY id
+"""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What one step did: the turn recorded, or the error it was retried/parked with."""
+
+    conversa_key: str
+    mensagens: tuple[int, ...]
+    turno_id: int | None = None
+    status: str | None = None
+    parado_por: str | None = None
+    motivo: str | None = None
+    erro: str | None = None
+    parked: bool = False
+
+
+def backoff_s(app: App, attempt: int) -> float:
+    """Delay before retry ``attempt`` (1-based): base x 2^(attempt-1), capped."""
+    s = app.settings
+    return float(min(s.inbox_retry_base_s * 2 ** max(attempt - 1, 0), s.inbox_retry_max_s))
+
+
+async def claim(app: App, worker_id: str) -> str | None:
+    """Lease one ready conversation; None when nothing is ready (or others hold them)."""
+    s = app.settings
+    now = app.clock.now()
+    params = {
+        "now": now,
+        "quiet": now - timedelta(seconds=s.inbox_debounce_s),
+        "oldest": now - timedelta(seconds=s.inbox_debounce_max_s),
+        "n": 10,
+    }
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(_READY, params)
+        candidates = [r["conversa_key"] for r in await cur.fetchall()]
+        for key in candidates:
+            cur = await conn.execute(
+                _LEASE,
+                {"k": key, "w": worker_id, "now": now,
+                 "exp": now + timedelta(seconds=s.inbox_lease_s)},
+            )  # fmt: skip
+            if await cur.fetchone() is not None:
+                return str(key)
+    return None
+
+
+async def step(
+    app: App, worker_id: str, processors: Sequence[Processor] | None = None
+) -> Turn | None:
+    """Claim one ready conversation and process its pending messages as one turn."""
+    key = await claim(app, worker_id)
+    if key is None:
+        return None
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(_ROWS, (key,))
+        rows = list(await cur.fetchall())
+    if not rows:
+        await _release(app, key, worker_id)
+        return None
+    ids = tuple(r["id"] for r in rows)
+    ctx = TurnContext.of(key, (_message(r) for r in rows))
+    try:
+        result = await run_pipeline(app, ctx, processors or default_processors())
+    except Exception as exc:
+        return await _fail(app, key, worker_id, ids, max(r["attempts"] for r in rows), exc)
+    return await _finish(app, key, worker_id, ids, result)
+
+
+def _message(row: dict[str, Any]) -> Message:
+    return Message(**{k: v for k, v in row.items() if k != "attempts"})
+
+
+async def _release(app: App, key: str, worker_id: str) -> None:
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM inbox_leases WHERE conversa_key = %s AND worker_id = %s",
+            (key, worker_id),
+        )
+
+
+_TURNO = """
+INSERT INTO inbox_turnos (conversa_key, medico_id, conversa_id, mensagens, texto, status,
+    responder_apos, parado_por, motivo, resposta, processors, detalhes, worker_id, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING id
+"""
+
+
+async def _finish(
+    app: App, key: str, worker_id: str, ids: tuple[int, ...], result: PipelineResult
+) -> Turn:
+    ctx = result.ctx
+    now = app.clock.now()
+    detalhes = {**ctx.detalhes, "flags": sorted(ctx.flags)}
+    async with app.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM inbox_leases WHERE conversa_key = %s AND worker_id = %s RETURNING 1",
+            (key, worker_id),
+        )
+        if await cur.fetchone() is None:
+            # Our lease expired and another consumer took the conversation: it will
+            # process these messages; recording ours too would make two turns.
+            log.warning("inbox.lease_lost", worker_id=worker_id, mensagens=len(ids))
+            raise _LeaseLost()
+        cur = await conn.execute(
+            _TURNO,
+            (key, ctx.medico_id, ctx.conversa_id, list(ids), ctx.texto, result.status,
+             ctx.responder_apos, result.parado_por, result.motivo, ctx.resposta,
+             list(result.ran), Jsonb(_jsonable(detalhes)), worker_id, now),
+        )  # fmt: skip
+        turno = await cur.fetchone()
+        assert turno is not None
+        await conn.execute(
+            "UPDATE mensagens_recebidas SET status = 'processada', status_motivo = %s,"
+            " turno_id = %s, attempts = attempts + 1, next_attempt_at = NULL, updated_at = %s"
+            " WHERE id = ANY(%s) AND status = 'pendente'",
+            (result.motivo or result.status, turno["id"], now, list(ids)),
+        )
+        if ctx.conversa_id is not None and ctx.medico_id is not None:
+            await _record_interactions(conn, ctx, now)
+    log.info(
+        "inbox.turn",
+        turno_id=turno["id"],
+        mensagens=len(ids),
+        status=result.status,
+        parado_por=result.parado_por,
+    )
+    return Turn(key, ids, turno["id"], result.status, result.parado_por, result.motivo)
+
+
+async def _record_interactions(conn: Any, ctx: TurnContext, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,"
+        " provider_message_id, created_at)"
+        " SELECT %s, %s, d, t, c, p, r FROM unnest(%s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::timestamptz[]) AS u(d, t, c, p, r)",
+        (
+            ctx.conversa_id,
+            ctx.medico_id,
+            ["saida" if m.from_me else "entrada" for m in ctx.mensagens],
+            [m.tipo for m in ctx.mensagens],
+            [m.texto or "" for m in ctx.mensagens],
+            [m.provider_message_id for m in ctx.mensagens],
+            [m.received_at for m in ctx.mensagens],
+        ),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+async def _fail(
+    app: App, key: str, worker_id: str, ids: tuple[int, ...], attempts: int, exc: Exception
+) -> Turn:
+    attempt = attempts + 1
+    error = f"{type(exc).__name__}: {exc}"[:1000]
+    parked = attempt >= app.settings.inbox_max_attempts
+    now = app.clock.now()
+    retry_at = now + timedelta(seconds=backoff_s(app, attempt))
+    async with app.pool.connection() as conn, conn.transaction():
+        if parked:
+            await conn.execute(
+                "UPDATE mensagens_recebidas SET status = 'erro', status_motivo = 'attempts"
+                " exhausted', attempts = %s, last_error = %s, next_attempt_at = NULL,"
+                " updated_at = %s WHERE id = ANY(%s) AND status = 'pendente'",
+                (attempt, error, now, list(ids)),
+            )
+        else:
+            await conn.execute(
+                "UPDATE mensagens_recebidas SET attempts = %s, last_error = %s,"
+                " next_attempt_at = %s, updated_at = %s WHERE id = ANY(%s) AND status = 'pendente'",
+                (attempt, error, retry_at, now, list(ids)),
+            )
+        await conn.execute(
+            "DELETE FROM inbox_leases WHERE conversa_key = %s AND worker_id = %s",
+            (key, worker_id),
+        )
+    log.warning(
+        "inbox.turn_parked" if parked else "inbox.turn_failed",
+        attempt=attempt,
+        error=type(exc).__name__,
+        mensagens=len(ids),
+    )
+    return Turn(key, ids, erro=error, parked=parked)
+
+
+async def run(
+    app: App,
+    stop: asyncio.Event,
+    worker_id: str,
+    *,
+    processors: Sequence[Processor] | None = None,
+    concurrency: int | None = None,
+) -> None:
+    """Consume the inbox until ``stop`` is set: ``concurrency`` loops, one turn each."""
+    procs = list(processors or default_processors())
+    loops = concurrency or app.settings.inbox_concurrency
+    log.info("inbox.consumer_started", worker_id=worker_id, loops=loops)
+    await asyncio.gather(*(_loop(app, stop, worker_id, procs) for _ in range(loops)))
+    log.info("inbox.consumer_stopped", worker_id=worker_id)
+
+
+async def _loop(app: App, stop: asyncio.Event, worker_id: str, procs: list[Processor]) -> None:
+    while not stop.is_set():
+        try:
+            turn = await step(app, worker_id, procs)
+        except _LeaseLost:
+            turn = None
+        except Exception as exc:  # storage trouble: wait and try again, never die
+            log.error("inbox.consumer_error", error=type(exc).__name__, detail=str(exc)[:200])
+            turn = None
+        if turn is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), app.settings.inbox_poll_s)
