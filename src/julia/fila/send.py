@@ -367,14 +367,15 @@ async def reconcile(
 
     Found there (same number and text, not already another message's id) → ``enviada``;
     absent → ``pendente`` to be sent again; no history available → left for an
-    operator. Only messages uncertain for ``min_age_s`` (default: the lease) are looked at.
+    operator. Only sends started ``min_age_s`` ago (default: the lease) are looked at.
     """
     now = app.clock.now()
     age = app.settings.fila_lease_s if min_age_s is None else min_age_s
     async with app.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, telefone, texto, instancia, send_started_at FROM fila_mensagens"
-            " WHERE status = 'incerta' AND updated_at <= %s ORDER BY id LIMIT %s",
+            " WHERE status = 'incerta' AND COALESCE(send_started_at, updated_at) <= %s"
+            " ORDER BY id LIMIT %s",
             (now - timedelta(seconds=age), limit),
         )
         rows = list(await cur.fetchall())

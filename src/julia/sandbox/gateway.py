@@ -10,6 +10,7 @@ Evolution endpoints (same paths, bodies and answers as the real server, header
 
 Test controls under ``/_sandbox``:
 
+- ``GET /_sandbox/calls``: how many calls each Evolution endpoint received.
 - ``GET /_sandbox/messages[?instance=&number=]``: every accepted message
   (``id, instance, number, text, time``); ``DELETE`` clears them.
 - ``POST /_sandbox/faults`` ``{"instance", "status", "error_rate", "latency_ms",
@@ -64,6 +65,8 @@ class SandboxState:
     instances: dict[str, str] = field(default_factory=dict)  # name -> instanceId
     http: httpx.AsyncClient | None = None
     by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Calls received per Evolution endpoint (``GET /_sandbox/calls``).
+    calls: dict[str, int] = field(default_factory=dict)
 
     def instance_id(self, name: str) -> str:
         if name not in self.instances:
@@ -118,8 +121,18 @@ def create_app(
     background: set[asyncio.Task[Any]] = set()
 
     async def guard(request: Request) -> tuple[str, Response | None]:
-        """Auth, then the instance's fault (latency, error, disconnection)."""
+        """Read the body, check auth, then apply the instance's fault (latency, error).
+
+        The body is read first, as a real gateway would, so a client that gives up
+        during the latency still leaves its message sent (a lost answer)."""
+        if request.method == "POST":
+            try:
+                request.state.body = await request.json()
+            except ValueError:
+                return "", _error(400, ["invalid JSON body"])
         instance = request.path_params.get("instance", "")
+        endpoint = request.url.path.split("/")[2]
+        state.calls[endpoint] = state.calls.get(endpoint, 0) + 1
         if state.api_key and request.headers.get("apikey") != state.api_key:
             return instance, _error(401, "Unauthorized")
         fault = state.fault(instance or None)
@@ -138,7 +151,7 @@ def create_app(
         fault = state.fault(instance)
         if fault is not None and fault.disconnected:
             return _error(500, ["Error: Connection Closed"])
-        body = await request.json()
+        body = request.state.body
         number, text = str(body.get("number") or ""), body.get("text")
         if not number:
             return _error(400, ['instance requires property "number"'])
@@ -199,7 +212,7 @@ def create_app(
         _, refused = await guard(request)
         if refused is not None:
             return refused
-        body = await request.json()
+        body = request.state.body
         if not body.get("number") or not body.get("presence"):
             return _error(400, ['instance requires property "number" and "presence"'])
         return JSONResponse({"presence": body["presence"]}, status_code=201)
@@ -208,7 +221,7 @@ def create_app(
         _, refused = await guard(request)
         if refused is not None:
             return refused
-        body = await request.json()
+        body = request.state.body
         if not isinstance(body.get("readMessages"), list):
             return _error(400, ['instance requires property "readMessages"'])
         return JSONResponse({"message": "Read messages", "read": "success"}, status_code=201)
@@ -217,7 +230,7 @@ def create_app(
         _, refused = await guard(request)
         if refused is not None:
             return refused
-        body = await request.json()
+        body = request.state.body
         out = []
         for n in body.get("numbers") or []:
             digits = _digits(str(n))
@@ -234,7 +247,7 @@ def create_app(
         instance, refused = await guard(request)
         if refused is not None:
             return refused
-        body = await request.json()
+        body = request.state.body
         key = ((body.get("where") or {}).get("key")) or {}
         jid = key.get("remoteJid")
         rows = [
@@ -309,6 +322,9 @@ def create_app(
             and (number is None or m["number"] == _digits(number))
         ]
         return JSONResponse(rows)
+
+    async def calls(request: Request) -> Response:
+        return JSONResponse(state.calls)
 
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":
@@ -388,6 +404,7 @@ def create_app(
             Route("/instance/connectionState/{instance}", connection_state, methods=["GET"]),
             Route("/instance/fetchInstances", fetch_instances, methods=["GET"]),
             Route("/_sandbox/messages", messages, methods=["GET", "DELETE"]),
+            Route("/_sandbox/calls", calls, methods=["GET"]),
             Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sandbox/numbers", numbers, methods=["POST", "DELETE"]),
             Route("/_sandbox/incoming", incoming, methods=["POST"]),

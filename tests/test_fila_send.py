@@ -1,0 +1,285 @@
+"""The send pipeline over real HTTP to the sandbox gateway: guardrails, failures, DLQ, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from julia import audit, medicos
+from julia.app import App
+from julia.clock import FrozenClock
+from julia.fila import queue, send
+from julia.fila.queue import NewMessage
+from julia.fila.send import SendOutcome
+from julia.resilience import breaker
+
+PHONE = "+5511999990001"
+
+
+class MaxRng(random.Random):
+    """Full jitter at its ceiling, so the backoff's growth is visible exactly."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def sandbox(app: App, path: str, method: str = "GET", **kw: Any) -> Any:
+    response = httpx.request(method, app.settings.evolution_url + path, timeout=10, **kw)
+    response.raise_for_status()
+    return response.json()
+
+
+async def run_once(app: App, worker: str = "w1", **kw: Any) -> send.BatchReport:
+    batch = await queue.claim(app, worker, 100)
+    return await send.process_batch(app, worker, batch, **kw)
+
+
+async def test_messages_are_sent_once_and_recorded_with_the_provider_id(sandbox_app: App) -> None:
+    ids = (
+        await queue.enqueue_many(
+            sandbox_app, [NewMessage(f"olá {i}", telefone=f"+551199999000{i}") for i in range(3)]
+        )
+    ).ids
+    report = await run_once(sandbox_app)
+    assert (report.claimed, report.sent) == (3, 3)
+    seen = sandbox(sandbox_app, "/_sandbox/messages")
+    assert sorted(m["text"] for m in seen) == ["olá 0", "olá 1", "olá 2"]
+    assert {m["instance"] for m in seen} == {"julia"}
+    by_text = {m["text"]: m for m in seen}
+    for i, mid in enumerate(ids):
+        m = await queue.get(sandbox_app, mid)
+        assert m.status == "enviada" and m.outcome == "SENT"
+        assert m.provider_message_id == by_text[f"olá {i}"]["id"]
+        assert by_text[f"olá {i}"]["number"] == f"551199999000{i}"
+        assert m.instancia == "julia" and m.send_started_at is not None
+    assert await run_once(sandbox_app) == send.BatchReport()
+
+
+async def test_a_doctor_who_opts_out_after_queueing_is_never_messaged(sandbox_app: App) -> None:
+    async with sandbox_app.pool.connection() as conn:
+        await conn.execute("INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr. X')", (PHONE,))
+    queued = await queue.enqueue(sandbox_app, NewMessage("vaga amanhã?", telefone=PHONE))
+    claimed = await queue.claim(sandbox_app, "w1", 10)  # already claimed by a worker...
+    await medicos.optout(sandbox_app, PHONE, motivo="PARE")  # ...when the doctor says stop
+    report = await send.process_batch(sandbox_app, "w1", claimed)
+    assert report.blocked == 1 and report.sent == 0
+    m = await queue.get(sandbox_app, queued.id)
+    assert (m.status, m.outcome) == ("bloqueada", "BLOCKED_OPTOUT")
+    assert m.send_started_at is None
+    assert sandbox(sandbox_app, "/_sandbox/messages") == []
+    assert sandbox(sandbox_app, "/_sandbox/calls").get("sendText") is None
+
+
+async def test_500_on_every_call_backs_off_then_dead_letters_then_replay_sends_once(
+    sandbox_app: App, clock: FrozenClock, env: dict[str, str]
+) -> None:
+    clock.set(datetime.now(UTC))  # the CLI below runs on the real clock
+    sandbox(sandbox_app, "/_sandbox/faults", "POST", json={"status": 500})
+    r = await queue.enqueue(sandbox_app, NewMessage("oi", telefone=PHONE))
+    delays = []
+    for attempt in range(1, 6):
+        report = await run_once(sandbox_app, rng=MaxRng())
+        assert report.claimed == 1, f"attempt {attempt} was not due"
+        m = await queue.get(sandbox_app, r.id)
+        assert m.tentativas == attempt and "500" in (m.ultimo_erro or "")
+        if attempt < 5:
+            assert (m.status, m.outcome, m.motivo) == ("pendente", "RETRY", "GATEWAY_5XX")
+            delays.append((m.proxima_tentativa_em - clock.now()).total_seconds())
+            assert await queue.claim(sandbox_app, "early", 1) == []  # not before its time
+            clock.set(m.proxima_tentativa_em)
+    base = sandbox_app.settings.fila_retry_base_s
+    assert delays == [base, 2 * base, 4 * base, 8 * base]  # attempts grow apart
+    assert (m.status, m.outcome) == ("dlq", "FAILED_MAX_ATTEMPTS")
+    async with sandbox_app.pool.connection() as conn:
+        cur = await conn.execute("SELECT kind, severity, details FROM alerts")
+        alerts = await cur.fetchall()
+    assert [(a["kind"], a["severity"]) for a in alerts] == [("fila.dlq", "critical")]
+    assert alerts[0]["details"]["ids"] == [r.id]
+    assert sandbox(sandbox_app, "/_sandbox/calls")["sendText"] == 5
+    assert sandbox(sandbox_app, "/_sandbox/messages") == []
+
+    sandbox(sandbox_app, "/_sandbox/faults", "DELETE")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "julia_cli", "fila", "dlq", "replay", str(r.id), "--operador", "ana",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert "replayed 1 message(s)" in err.decode()
+    m = await queue.get(sandbox_app, r.id)
+    assert (m.status, m.tentativas, m.motivo) == ("pendente", 0, "replayed by ana")
+    # the evolution breaker opened during the outage: wait it out like a worker would
+    for _ in range(5):
+        clock.set(max(clock.now(), m.proxima_tentativa_em))
+        await run_once(sandbox_app)
+        m = await queue.get(sandbox_app, r.id)
+        if m.status == "enviada":
+            break
+    assert m.status == "enviada" and m.tentativas == 1
+    assert [x["text"] for x in sandbox(sandbox_app, "/_sandbox/messages")] == ["oi"]
+    async with sandbox_app.pool.connection() as conn:
+        cur = await conn.execute("SELECT operador FROM audit_log WHERE acao = 'fila.dlq_replay'")
+        assert [a["operador"] for a in await cur.fetchall()] == ["ana"]
+
+
+async def test_a_number_not_on_whatsapp_fails_without_retry_and_is_checked_before_prospecting(
+    sandbox_app: App,
+) -> None:
+    dead = "5511988880000"
+    sandbox(sandbox_app, "/_sandbox/numbers", "POST", json={"not_on_whatsapp": [dead]})
+    pros = await queue.enqueue(
+        sandbox_app, NewMessage("primeiro contato", telefone="+" + dead, tipo="prospeccao")
+    )
+    reply = await queue.enqueue(
+        sandbox_app, NewMessage("resposta", telefone="+" + dead, tipo="resposta")
+    )
+    report = await run_once(sandbox_app)
+    assert report.dead == 2
+    for r in (pros, reply):
+        m = await queue.get(sandbox_app, r.id)
+        assert (m.status, m.outcome, m.tentativas) == ("dlq", "FAILED_INVALID_NUMBER", 1)
+    calls = sandbox(sandbox_app, "/_sandbox/calls")
+    # the prospect never cost a send; the reply (no pre-check) got Evolution's 400
+    assert (calls["whatsappNumbers"], calls["sendText"]) == (1, 1)
+    # the answer is cached: a second first contact does not ask again
+    await queue.enqueue(sandbox_app, NewMessage("de novo", telefone="+" + dead, tipo="campanha"))
+    await run_once(sandbox_app)
+    assert sandbox(sandbox_app, "/_sandbox/calls")["whatsappNumbers"] == 1
+    async with sandbox_app.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM alerts")
+        assert (await cur.fetchone()) == {"n": 0}  # a bad number is not an incident
+
+
+async def test_a_read_timeout_is_uncertain_not_retried_and_reconciliation_settles_it(
+    sandbox_app: App,
+) -> None:
+    app = sandbox_app
+    # a gateway slower than our timeout: the message may have gone out
+    app.extensions.pop("gateways", None)
+    app.settings = app.settings.model_copy(update={"http_read_timeout_s": 0.2})
+    sandbox(app, "/_sandbox/faults", "POST", json={"latency_ms": 600})
+    r = await queue.enqueue(app, NewMessage("talvez", telefone=PHONE))
+    report = await run_once(app)
+    assert report.uncertain == 1
+    m = await queue.get(app, r.id)
+    assert (m.status, m.outcome, m.motivo) == ("incerta", "OUTCOME_UNKNOWN", "GATEWAY_TIMEOUT")
+    assert await queue.claim(app, "w2", 10) == []  # never resent blindly
+    sandbox(app, "/_sandbox/faults", "DELETE")
+    for _ in range(100):  # wait (bounded) for the slow request to land in its history
+        if sandbox(app, "/_sandbox/messages"):
+            break
+        await asyncio.sleep(0.05)
+    result = await send.reconcile(app, min_age_s=0)
+    assert result.as_dict() == {"sent": 1, "requeued": 0, "held": 0}
+    m = await queue.get(app, r.id)
+    [seen] = sandbox(app, "/_sandbox/messages")
+    assert (m.status, m.provider_message_id) == ("enviada", seen["id"])
+
+
+async def test_reconcile_requeues_what_the_gateway_never_got(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    ids = (
+        await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(2)])
+    ).ids
+    await queue.claim(app, "killed", 10)
+    await queue.mark_send_started(app, "killed", {i: ("julia", None) for i in ids})
+    # the worker reached the gateway for m0 only, then died
+    gw = send.registry.default_gateway(app)
+    sent = await gw.send_text("julia", PHONE.lstrip("+"), "m0")
+    clock.advance(app.settings.fila_lease_s + 1)
+    assert (await queue.rescue(app)).uncertain == 2
+    assert (await send.reconcile(app)).as_dict() == {"sent": 1, "requeued": 1, "held": 0}
+    m0, m1 = await queue.get(app, ids[0]), await queue.get(app, ids[1])
+    assert (m0.status, m0.provider_message_id) == ("enviada", sent.provider_message_id)
+    assert (m1.status, m1.send_started_at) == ("pendente", None)
+    await run_once(app)
+    assert sorted(x["text"] for x in sandbox(app, "/_sandbox/messages")) == ["m0", "m1"]
+
+
+async def test_without_a_gateway_history_uncertain_sends_wait_for_an_operator(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    r = await queue.enqueue(app, NewMessage("x", telefone=PHONE))
+    await queue.claim(app, "killed", 1)
+    await queue.mark_send_started(app, "killed", {r.id: ("zapi-1", None)})
+    clock.advance(app.settings.fila_lease_s + 1)
+    await queue.rescue(app)
+    app.settings = app.settings.model_copy(update={"gateway_provider": "zapi"})
+    assert (await send.reconcile(app)).as_dict() == {"sent": 0, "requeued": 0, "held": 1}
+    assert (await queue.get(app, r.id)).status == "incerta"
+    cancelled = await queue.cancel(app, r.id, motivo="checked by phone: it arrived")
+    assert cancelled.status == "cancelada"
+
+
+async def test_a_rate_limit_denial_reschedules_without_spending_an_attempt(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    app.settings = app.settings.model_copy(update={"rate_limits_enabled": True})
+    clock.set(datetime(2026, 1, 4, 15, 0, tzinfo=UTC))  # a Sunday
+    r = await queue.enqueue(app, NewMessage("oferta", telefone=PHONE, tipo="prospeccao"))
+    report = await run_once(app)
+    assert report.rescheduled == 1
+    m = await queue.get(app, r.id)
+    assert (m.status, m.outcome, m.tentativas) == ("pendente", "RESCHEDULED_RATE_LIMIT", 0)
+    assert "business_hours" in (m.motivo or "")
+    assert m.proxima_tentativa_em == datetime(2026, 1, 5, 11, 0, tzinfo=UTC)  # Mon 08:00 BRT
+    assert sandbox(app, "/_sandbox/messages") == []
+    clock.set(m.proxima_tentativa_em)
+    assert (await run_once(app)).sent == 1
+
+
+async def test_an_open_breaker_reschedules_to_its_retry_time(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    await breaker.force_open(app, "evolution", "maintenance", audit.Actor("ops"))
+    r = await queue.enqueue(app, NewMessage("x", telefone=PHONE))
+    await run_once(app)
+    m = await queue.get(app, r.id)
+    assert (m.status, m.outcome, m.tentativas) == ("pendente", "FAILED_CIRCUIT_OPEN", 0)
+    assert m.proxima_tentativa_em > clock.now()
+    assert sandbox(app, "/_sandbox/messages") == []
+
+
+async def test_outcome_hooks_see_every_attempt(sandbox_app: App) -> None:
+    seen: list[SendOutcome] = []
+
+    async def hook(app: App, outcome: SendOutcome) -> None:
+        seen.append(outcome)
+
+    async def broken(app: App, outcome: SendOutcome) -> None:
+        raise RuntimeError("a bad hook never hurts the queue")
+
+    send.on_outcome(broken)
+    send.on_outcome(hook)
+    try:
+        await queue.enqueue(sandbox_app, NewMessage("x", telefone=PHONE))
+        assert (await run_once(sandbox_app)).sent == 1
+    finally:
+        send.remove_outcome_hook(hook)
+        send.remove_outcome_hook(broken)
+    [o] = seen
+    assert o.outcome == "SENT" and o.route is not None and o.route.instance == "julia"
+    assert o.latency_s is not None and o.error is None
+
+
+@pytest.mark.parametrize("due", [timedelta(minutes=5)])
+async def test_a_scheduled_message_waits_for_its_time(
+    sandbox_app: App, clock: FrozenClock, due: timedelta
+) -> None:
+    await queue.enqueue(
+        sandbox_app, NewMessage("depois", telefone=PHONE, agendar_para=clock.now() + due)
+    )
+    assert (await run_once(sandbox_app)).claimed == 0
+    clock.advance(due.total_seconds())
+    assert (await run_once(sandbox_app)).sent == 1
