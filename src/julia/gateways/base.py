@@ -154,8 +154,10 @@ def wrap_gateway_errors(provider: str) -> Iterator[None]:
             f"{provider} unreachable: {type(exc).__name__}: {exc}",
             maybe_sent=not isinstance(exc, httpx.ConnectError),
         ) from exc
-    except ValueError as exc:  # a 2xx whose body is not the JSON we expect
-        raise GatewayServerError(f"{provider} sent an unreadable answer: {exc}") from exc
+    except ValueError as exc:  # a 2xx whose body is not the JSON we expect: it was accepted
+        raise GatewayServerError(
+            f"{provider} sent an unreadable answer: {exc}", maybe_sent=True
+        ) from exc
 
 
 def jid_number(jid: str) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
+from julia.errors import GatewayServerError
 from julia.gateways.base import (
     InstanceInfo,
     SendResult,
@@ -53,7 +54,7 @@ class EvolutionGateway:
         data = await self._call("POST", "/message/sendText", instance, body)
         key = (data or {}).get("key") or {}
         if not key.get("id"):
-            raise ValueError("sendText answer without key.id")
+            raise GatewayServerError("sendText answer without key.id", maybe_sent=True)
         return SendResult(provider_message_id=str(key["id"]), raw=data)
 
     async def send_presence(

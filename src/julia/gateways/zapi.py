@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from julia.errors import GatewayServerError
 from julia.gateways.base import (
     InstanceInfo,
     SendResult,
@@ -62,7 +63,7 @@ class ZApiGateway:
         data = await self._call("POST", instance, "send-text", body)
         message_id = (data or {}).get("messageId") or (data or {}).get("zaapId")
         if not message_id:
-            raise ValueError("send-text answer without messageId")
+            raise GatewayServerError("send-text answer without messageId", maybe_sent=True)
         return SendResult(provider_message_id=str(message_id), raw=data)
 
     async def send_presence(
