@@ -44,7 +44,7 @@ CREATE TABLE rate_limit_events (
     chip_id     text NOT NULL,
     weight      smallint NOT NULL CHECK (weight > 0),
     -- the random gap drawn for a proactive send: the chip's next proactive is due at + gap
-    gap_s       real NOT NULL DEFAULT 0,
+    gap_ms      integer NOT NULL DEFAULT 0,
     backend     text NOT NULL CHECK (backend IN ('redis', 'postgres'))
 );
 CREATE INDEX rate_limit_events_chip_idx ON rate_limit_events (chip_id, at DESC);

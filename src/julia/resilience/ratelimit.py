@@ -68,8 +68,6 @@ class Ticket:
     chip_id: str
     weight: int
     proactive: bool
-    next_set_ms: int
-    previous_next_ms: int
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,7 @@ async def take(
             )  # fmt: skip
     lim = Limits.of(app)
     weight = lim.campanha_weight if tipo == "campanha" else 1
-    gap_ms = int((rng or random).uniform(lim.gap_min_s, lim.gap_max_s) * 1000) if proactive else 0
+    gap_ms = round((rng or random).uniform(lim.gap_min_s, lim.gap_max_s) * 1000) if proactive else 0
     take_id = str(uuid.uuid4())
     args = (take_id, tipo, telefone, chip, weight, proactive, gap_ms)
     health = redis_health(app, "ratelimit")
@@ -227,10 +225,7 @@ async def _take_redis(
     if int(raw[0]) == 0:
         limit, at = str(raw[1]), int(raw[2])
         return Decision(False, "redis", limit, _reason(limit, at), _when(at))
-    ticket = Ticket(
-        take_id, "redis", telefone, chip, weight, proactive,
-        now_ms + gap_ms if proactive else 0, int(raw[1]),
-    )  # fmt: skip
+    ticket = Ticket(take_id, "redis", telefone, chip, weight, proactive)
     try:  # the event log the Postgres fallback counts; Redis decided, so best effort
         async with app.pool.connection(timeout=2.0) as conn:
             await _insert_event(conn, now, ticket, tipo, gap_ms)
@@ -246,8 +241,8 @@ def _when(at_ms: int) -> datetime | None:
 async def _insert_event(conn: Any, now: datetime, t: Ticket, tipo: str, gap_ms: int) -> None:
     await conn.execute(
         "INSERT INTO rate_limit_events (take_id, at, tipo, proactive, telefone, chip_id,"
-        " weight, gap_s, backend) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (t.take_id, now, tipo, t.proactive, t.telefone, t.chip_id, t.weight, gap_ms / 1000,
+        " weight, gap_ms, backend) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (t.take_id, now, tipo, t.proactive, t.telefone, t.chip_id, t.weight, gap_ms,
          t.backend),
     )  # fmt: skip
 
@@ -266,7 +261,7 @@ async def _take_postgres(
             (chip, telefone),
         )
         cur = await conn.execute(
-            "SELECT at, weight, proactive, gap_s FROM rate_limit_events"
+            "SELECT at, weight, proactive, gap_ms FROM rate_limit_events"
             " WHERE chip_id = %s AND at > %s",
             (chip, now - timedelta(days=1)),
         )
@@ -279,7 +274,7 @@ async def _take_postgres(
             burst.append(at)
             if r["proactive"]:
                 chip_slots += [at] * r["weight"]
-                next_ms = max(next_ms, at + int(r["gap_s"] * 1000))
+                next_ms = max(next_ms, at + r["gap_ms"])
         checks: list[tuple[str, int]] = []
         if proactive:
             cur = await conn.execute(
@@ -308,10 +303,7 @@ async def _take_postgres(
         if worst is not None:
             limit, at = worst
             return Decision(False, "postgres", limit, _reason(limit, at), _when(at))
-        ticket = Ticket(
-            take_id, "postgres", telefone, chip, weight, proactive,
-            now_ms + gap_ms if proactive else 0, next_ms,
-        )  # fmt: skip
+        ticket = Ticket(take_id, "postgres", telefone, chip, weight, proactive)
         await _insert_event(conn, now, ticket, tipo, gap_ms)
     return Decision(True, "postgres", ticket=ticket)
 
@@ -324,7 +316,7 @@ async def give_back(app: App, ticket: Ticket | None) -> None:
     try:
         await script(app, "ratelimit_giveback")(
             keys=keys,
-            args=[ticket.take_id, ticket.weight, ticket.next_set_ms, ticket.previous_next_ms],
+            args=[ticket.take_id, ticket.weight],
         )
     except REDIS_ERRORS as exc:
         log.warning("ratelimit.give_back_redis_failed", error=str(exc))
@@ -343,13 +335,12 @@ async def refill_redis(app: App) -> int:
     now = app.clock.now()
     async with app.pool.connection(timeout=2.0) as conn:
         cur = await conn.execute(
-            "SELECT take_id::text AS take_id, at, proactive, telefone, chip_id, weight, gap_s"
+            "SELECT take_id::text AS take_id, at, proactive, telefone, chip_id, weight, gap_ms"
             " FROM rate_limit_events WHERE backend = 'postgres' AND at > %s ORDER BY at",
             (now - timedelta(days=1),),
         )
         rows = await cur.fetchall()
     burst_ms = int(app.settings.rate_limit_chip_burst_window_s * 1000)
-    nexts: dict[str, int] = {}
     async with app.redis.pipeline(transaction=False) as pipe:
         for r in rows:
             medico, chip, chipnext, burst, _ = _keys(app, r["telefone"], r["chip_id"])
@@ -363,10 +354,9 @@ async def refill_redis(app: App) -> int:
                 pipe.zadd(chip, members)
                 pipe.pexpire(medico, DAY_MS)
                 pipe.pexpire(chip, DAY_MS)
-                nexts[chipnext] = max(nexts.get(chipnext, 0), at + int(r["gap_s"] * 1000))
-        for key, nxt in nexts.items():
-            if nxt > to_ms(now):
-                pipe.set(key, nxt, px=DAY_MS)
+                if at + r["gap_ms"] > to_ms(now):
+                    pipe.zadd(chipnext, {r["take_id"]: at + r["gap_ms"]})
+                    pipe.pexpire(chipnext, DAY_MS)
         await pipe.execute()
     log.info("ratelimit.redis_refilled", events=len(rows))
     return len(rows)
@@ -492,7 +482,7 @@ async def status(
             slots = {"medico": await _scores(app, medico_k)}
         else:
             slots = {"chip": await _scores(app, chip_k), "burst": await _scores(app, burst_k)}
-            nxt = int(await app.redis.get(next_k) or 0)
+            nxt = max([0, *await _scores(app, next_k)])
     except REDIS_ERRORS:
         backend = "postgres"
         slots, nxt = await _pg_slots(app, tel, chip)
@@ -531,7 +521,7 @@ async def _pg_slots(app: App, tel: str, chip: str) -> tuple[dict[str, list[int]]
     since = app.clock.now() - timedelta(days=1)
     async with app.pool.connection(timeout=2.0) as conn:
         cur = await conn.execute(
-            "SELECT at, weight, proactive, gap_s, telefone, chip_id FROM rate_limit_events"
+            "SELECT at, weight, proactive, gap_ms, telefone, chip_id FROM rate_limit_events"
             " WHERE at > %s AND (telefone = %s OR chip_id = %s)",
             (since, tel, chip),
         )
@@ -546,7 +536,7 @@ async def _pg_slots(app: App, tel: str, chip: str) -> tuple[dict[str, list[int]]
             out["burst"].append(at)
             if r["proactive"]:
                 out["chip"] += [at] * r["weight"]
-                nxt = max(nxt, at + int(r["gap_s"] * 1000))
+                nxt = max(nxt, at + r["gap_ms"])
     return out, nxt
 
 

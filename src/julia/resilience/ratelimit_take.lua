@@ -2,11 +2,12 @@
 -- Each slot is one member (a campaign message of weight 2 adds two), scored by its time.
 --
 -- KEYS[1] doctor's proactive log   KEYS[2] chip's proactive log (24 h)
--- KEYS[3] chip's next proactive time (ms)   KEYS[4] chip's burst log (every message)
+-- KEYS[3] chip's next proactive times, one per take (the latest rules)
+-- KEYS[4] chip's burst log (every message)
 -- KEYS[5] doctor's override flag (exists while an operator override is active)
 -- ARGV    now_ms, take_id, weight, proactive(1|0), medico_limit, day_ms,
 --         chip_hourly, hour_ms, chip_daily, burst_limit, burst_ms, gap_ms
--- Returns {1, previous_next_proactive_ms} when taken,
+-- Returns {1} when taken,
 --         {0, limit, retry_at_ms} when denied (retry_at_ms = -2: it can never fit).
 local now = tonumber(ARGV[1])
 local take_id = ARGV[2]
@@ -49,15 +50,15 @@ if proactive then
   end
   check('chip_daily', free_at(KEYS[2], day, chip_daily, w))
   check('chip_hourly', free_at(KEYS[2], hour, chip_hourly, w))
-  local g = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if now < g then check('chip_interval', g) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local g = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  if g[2] ~= nil then check('chip_interval', tonumber(g[2])) end
 end
 check('chip_burst', free_at(KEYS[4], burst_ms, burst_limit, 1))
 if worst ~= nil then return {0, worst, worst_at} end
 
 redis.call('ZADD', KEYS[4], now, take_id)
 redis.call('PEXPIRE', KEYS[4], burst_ms)
-local prev = 0
 if proactive then
   for i = 1, w do
     redis.call('ZADD', KEYS[1], now, take_id .. ':' .. i)
@@ -65,7 +66,7 @@ if proactive then
   end
   redis.call('PEXPIRE', KEYS[1], day)
   redis.call('PEXPIRE', KEYS[2], day)
-  prev = tonumber(redis.call('GET', KEYS[3]) or '0')
-  redis.call('SET', KEYS[3], now + gap_ms, 'PX', day)
+  redis.call('ZADD', KEYS[3], now + gap_ms, take_id)
+  redis.call('PEXPIRE', KEYS[3], day)
 end
-return {1, prev}
+return {1}
