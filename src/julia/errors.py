@@ -325,3 +325,36 @@ class AllChipsFailed(GatewayError):
     """Every chip tried for this message failed."""
 
     code = "FAILED_ALL_CHIPS"
+
+
+# --- operations: scheduler, jobs, alerts, health ----------------------------
+#
+#   NotFound
+#   └── UnknownJob              no job by that name in the registry
+#   Conflict
+#   └── JobUnavailable          the job's producer is not installed yet
+#   NotifyError                 Slack refused or failed an alert (``status_code`` when it answered)
+
+
+class UnknownJob(NotFound):
+    """No such job."""
+
+
+class JobUnavailable(Conflict):
+    """The job's capability is not available in this installation."""
+
+
+class NotifyError(JuliaError):
+    """Slack did not accept the alert."""
+
+    exit_code = 69
+    http_status = 502
+
+    def __init__(
+        self, message: str | None = None, *, status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message, status_code=status_code)
+        self.status_code = status_code
+        #: Seconds Slack asked us to wait (``Retry-After`` on a 429); the retry helper honours it.
+        self.retry_after = retry_after

@@ -9,9 +9,12 @@ import typer
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
 from julia_cli.commands import chips as chips_cmd
+from julia_cli.commands import circuits as circuits_cmd
 from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
+from julia_cli.commands import ops as ops_cmd
+from julia_cli.commands import ratelimit as ratelimit_cmd
 from julia_cli.commands import sandbox as sandbox_cmd
 from julia_cli.commands import shim as shim_cmd
 from julia_cli.commands import worker as worker_cmd
@@ -48,12 +51,15 @@ app.add_typer(system.db_app)
 app.add_typer(system.local_app)
 app.add_typer(medicos.app)
 app.add_typer(vagas.app)
-app.add_typer(inbox_cmd.app)
-app.add_typer(shim_cmd.app)
 app.add_typer(fila_cmd.app)
 app.add_typer(worker_cmd.app)
 app.add_typer(sandbox_cmd.app)
+app.add_typer(inbox_cmd.app)
+app.add_typer(shim_cmd.app)
 app.add_typer(chips_cmd.app)
+app.add_typer(circuits_cmd.app)
+app.add_typer(ratelimit_cmd.app)
+ops_cmd.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,133 @@
+"""The jobs Júlia runs. Each is a few lines: a schedule from the settings and a call
+into the capability's own library function (``requires`` names it; a capability that
+is not installed leaves its job listed as unavailable).
+
+Not here yet: follow-ups to doctors who went quiet (no follow-up capability exists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from julia import alerts, metrics, monitors, overview
+from julia.alerts import Raised
+from julia.app import App
+from julia.jobs.registry import At, Done, Every, job
+
+
+def _report(report: Any, items: int) -> Done:
+    is_instance = dataclasses.is_dataclass(report) and not isinstance(report, type)
+    details = dataclasses.asdict(report) if is_instance else {}
+    return Done(items, details)
+
+
+def _raised(raised: list[Raised], **details: Any) -> Done:
+    return Done(
+        sum(1 for r in raised if r.new),
+        {"alerts": [{"kind": r.alert.kind, "id": r.alert.id, "new": r.new} for r in raised],
+         **details},
+    )  # fmt: skip
+
+
+# --- operations ------------------------------------------------------------------------
+
+
+@job("watchdog", "Worker heartbeats, late jobs, undelivered alerts",
+     lambda s: Every(s.watchdog_interval_s))  # fmt: skip
+async def watchdog(app: App) -> Done:
+    raised = await monitors.worker_heartbeat(app)
+    raised += await monitors.late_jobs(app)
+    return _raised(raised, resent=await alerts.resend_pending(app))
+
+
+@job("metrics_snapshot", "Store a metrics snapshot (kept 7 days)",
+     lambda s: Every(s.metrics_snapshot_interval_s))  # fmt: skip
+async def metrics_snapshot(app: App) -> Done:
+    await metrics.refresh(app)
+    taken = await overview.take_snapshot(app)
+    return Done(1, {"pruned": taken["pruned"]})
+
+
+@job("interacoes_partitions", "Create the next months' interacoes partitions",
+     lambda s: At("01:00", day=1))  # fmt: skip
+async def interacoes_partitions(app: App) -> Done:
+    today = app.clock.now().date()
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT julia_create_interacoes_partitions(%s, %s) AS n",
+            (today, app.settings.partitions_months_ahead + 1),
+        )
+        row = await cur.fetchone()
+    return Done(int(row["n"]) if row else 0)
+
+
+# --- outbound queue --------------------------------------------------------------------
+
+
+@job("fila_rescue", "Rescue stuck queue messages (expired leases)",
+     lambda s: Every(s.fila_rescue_interval_s), requires=("julia.fila.queue:rescue",))  # fmt: skip
+async def fila_rescue(app: App) -> Done:
+    from julia.fila import queue
+
+    r = await queue.rescue(app)
+    return _report(r, r.requeued + r.uncertain + r.dead)
+
+
+@job("fila_expire", "Expire messages pending too long",
+     lambda s: At(s.fila_expire_at), requires=("julia.fila.queue:expire",))  # fmt: skip
+async def fila_expire(app: App) -> int:
+    from julia.fila import queue
+
+    return await queue.expire(app)
+
+
+@job("fila_backlog", "Queue backlog, errors accumulating, DLQ growth",
+     lambda s: Every(s.backlog_check_interval_s), requires=("julia.fila.queue:stats",))  # fmt: skip
+async def fila_backlog(app: App) -> Done:
+    raised = await monitors.queue_backlog(app)
+    raised += await monitors.errors_accumulating(app)
+    raised += await monitors.dlq_growth(app)
+    return _raised(raised)
+
+
+# --- chips -----------------------------------------------------------------------------
+
+
+@job("chips_trust", "Recompute every chip's trust score",
+     lambda s: Every(s.chip_trust_interval_s),
+     requires=("julia.chips.scoring:recalculate_all",))  # fmt: skip
+async def chips_trust(app: App) -> Done:
+    from julia.chips import scoring
+
+    done = await scoring.recalculate_all(app)
+    return Done(len(done))
+
+
+@job("chips_sync", "Sync every chip's connection state with its gateway",
+     lambda s: Every(s.chip_sync_interval_s), requires=("julia.chips.health:sync",))  # fmt: skip
+async def chips_sync(app: App) -> Done:
+    from julia.chips import health as chip_health
+
+    r = await chip_health.sync(app)
+    return _report(r, r.checked)
+
+
+@job("chips_health", "Chip health monitor and auto-demotion",
+     lambda s: Every(s.chip_health_interval_s),
+     requires=("julia.chips.health:monitor",))  # fmt: skip
+async def chips_health(app: App) -> Done:
+    from julia.chips import health as chip_health
+
+    r = await chip_health.monitor(app)
+    return _report(r, len(getattr(r, "demoted", []) or []))
+
+
+@job("chips_pool_check", "Pool check: active, ready and warming chips against minimums",
+     lambda s: Every(s.chip_pool_check_interval_s),
+     requires=("julia.chips.health:pool_check",))  # fmt: skip
+async def chips_pool_check(app: App) -> Done:
+    from julia.chips import health as chip_health
+
+    r = await chip_health.pool_check(app)
+    return _report(r, int(bool(getattr(r, "alerts", None))))

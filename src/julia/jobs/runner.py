@@ -1,0 +1,247 @@
+"""Running one job: the distributed lock, once per tick, a ``job_executions`` row, metrics.
+
+    execution = await run_job(app, "fila_rescue")               # the scheduler, on a tick
+    execution = await run_job(app, "fila_rescue", manual=True)  # ``julia jobs run``
+
+A scheduled run belongs to a tick (the scheduled fire time, computed from the job's
+trigger and ``app.clock``). It takes the Redis lock ``job:<name>`` (renewed while
+the job runs) and then inserts its row with the tick; the unique index on
+``(job, tick)`` refuses a second row, so however many schedulers fire the same tick,
+one runs it. Busy lock or tick already taken: ``status="skipped"``, no row. If Redis
+is down no lock can be taken; the run goes on, guarded by the tick row alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from psycopg.types.json import Jsonb
+
+from julia import logs, metrics
+from julia.app import App
+from julia.errors import JobUnavailable, LockNotAcquired, StorageError
+from julia.jobs import registry
+from julia.jobs.registry import Done, Job
+from julia.logs import get_logger
+
+log = get_logger(__name__)
+
+RUNNER = f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of a job (``skipped`` runs have no row and no id)."""
+
+    id: int | None
+    job: str
+    tick: datetime | None
+    trigger: str
+    status: str  # ok | error | running | skipped
+    started_at: datetime
+    finished_at: datetime | None = None
+    items: int | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    runner: str = RUNNER
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def tz(app: App) -> ZoneInfo:
+    return ZoneInfo(app.settings.timezone)
+
+
+def _normalise(result: Done | int | None) -> tuple[int | None, dict[str, Any]]:
+    if isinstance(result, Done):
+        return result.items, result.details
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result, {}
+    return None, {}
+
+
+async def _start(app: App, job: Job, tick: datetime | None, now: datetime) -> int | None:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO job_executions (job, tick, trigger, status, started_at, runner)"
+            " VALUES (%s, %s, %s, 'running', %s, %s)"
+            " ON CONFLICT (job, tick) WHERE tick IS NOT NULL DO NOTHING RETURNING id",
+            (job.name, tick, "manual" if tick is None else "schedule", now, RUNNER),
+        )
+        row = await cur.fetchone()
+    return int(row["id"]) if row else None
+
+
+async def _finish(app: App, execution: Execution) -> None:
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE job_executions SET status = %s, finished_at = %s, items = %s, error = %s,"
+            " details = %s WHERE id = %s",
+            (execution.status, execution.finished_at, execution.items, execution.error,
+             Jsonb(execution.details), execution.id),
+        )  # fmt: skip
+
+
+async def run_job(app: App, name: str, *, manual: bool = False) -> Execution:
+    """Run ``name`` once (see the module docstring); never raises for the job's own error,
+    which is recorded on the row and returned as ``status="error"``."""
+    job = registry.get(name)
+    reason = job.unavailable_reason()
+    if reason:
+        raise JobUnavailable(f"job {name} is not available: {reason}")
+    now = app.clock.now()
+    tick = None if manual else registry.current_tick(job.schedule(app.settings), tz(app), now)
+    trigger = "manual" if tick is None else "schedule"
+    skipped = Execution(None, name, tick, trigger, "skipped", now)
+    async with AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(_lock(app, name))
+        except LockNotAcquired:
+            log.info("job.skipped", job=name, reason="locked")
+            return dataclasses.replace(skipped, error="another run holds the lock")
+        except StorageError as exc:
+            log.warning("job.lock_unavailable", job=name, error=str(exc))
+        exec_id = await _start(app, job, tick, now)
+        if exec_id is None:
+            log.info("job.skipped", job=name, reason="tick already run", tick=tick)
+            return dataclasses.replace(skipped, error="this tick already ran")
+        return await _execute(app, job, Execution(exec_id, name, tick, trigger, "running", now))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _lock(app: App, name: str) -> Any:
+    from julia.resilience.locks import lock
+
+    return lock(app, f"job:{name}", ttl_s=app.settings.job_lock_ttl_s, renew=True)
+
+
+async def _execute(app: App, job: Job, running: Execution) -> Execution:
+    logs.new_trace_id()
+    log.info("job.started", job=job.name, tick=running.tick, trigger=running.trigger)
+    started = time.perf_counter()
+    status, error, items = "ok", None, None
+    details: dict[str, Any] = {}
+    try:
+        items, details = _normalise(await job.run(app))
+    except asyncio.CancelledError:
+        done = dataclasses.replace(
+            running, status="error", error="cancelled (scheduler stopping)",
+            finished_at=app.clock.now(),
+        )  # fmt: skip
+        await asyncio.shield(_finish(app, done))
+        raise
+    except Exception as exc:
+        status, error = "error", f"{type(exc).__name__}: {exc}"[:2000]
+        log.error("job.failed", job=job.name, error=error, exc_info=True)
+    elapsed = time.perf_counter() - started
+    done = dataclasses.replace(
+        running, status=status, error=error, items=items, finished_at=app.clock.now(),
+        details={**logs_safe(details), "duration_s": round(elapsed, 3)},
+    )  # fmt: skip
+    await _finish(app, done)
+    metrics.JOB_RUNS.labels(job.name, status).inc()
+    metrics.JOB_DURATION.labels(job.name).observe(elapsed)
+    if status == "ok":
+        log.info("job.finished", job=job.name, items=items, duration_s=round(elapsed, 3))
+    return done
+
+
+def logs_safe(details: dict[str, Any]) -> dict[str, Any]:
+    """Details as JSON-ready values (datetimes as ISO text)."""
+    import json
+
+    return dict(json.loads(json.dumps(details, default=str)))
+
+
+# --- what the scheduler and the operators look at --------------------------------------
+
+
+def scheduled_jobs(app: App) -> list[Job]:
+    """Jobs this installation runs: available, and not in ``JULIA_JOBS_DISABLED``."""
+    disabled = set(app.settings.jobs_disabled)
+    return [
+        j for j in registry.load().values()
+        if j.name not in disabled and j.unavailable_reason() is None
+    ]  # fmt: skip
+
+
+async def _last_runs(app: App) -> dict[str, dict[str, Any]]:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT DISTINCT ON (job) job, id, tick, trigger, status, started_at, finished_at,"
+            " items, error FROM job_executions ORDER BY job, started_at DESC, id DESC"
+        )
+        return {r["job"]: dict(r) for r in await cur.fetchall()}
+
+
+async def list_jobs(app: App) -> list[dict[str, Any]]:
+    """Every registered job: schedule, availability, next run, last run and its outcome."""
+    now = app.clock.now()
+    last = await _last_runs(app)
+    disabled = set(app.settings.jobs_disabled)
+    out = []
+    for j in sorted(registry.load().values(), key=lambda j: j.name):
+        schedule = j.schedule(app.settings)
+        reason = j.unavailable_reason() or ("disabled by JULIA_JOBS_DISABLED"
+                                            if j.name in disabled else None)  # fmt: skip
+        prev = last.get(j.name)
+        out.append({
+            "name": j.name, "description": j.description, "schedule": str(schedule),
+            "available": reason is None, "reason": reason,
+            "next_run": registry.next_run(schedule, tz(app), now) if reason is None else None,
+            "last_run": prev["started_at"] if prev else None,
+            "last_status": prev["status"] if prev else None,
+            "last_items": prev["items"] if prev else None,
+            "last_error": prev["error"] if prev else None,
+        })  # fmt: skip
+    return out
+
+
+async def history(app: App, name: str | None = None, limit: int = 50) -> list[Execution]:
+    """Recent runs, newest first (all jobs or one)."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, job, tick, trigger, status, started_at, finished_at, items, error,"
+            " details, runner FROM job_executions WHERE %(job)s::text IS NULL OR job = %(job)s"
+            " ORDER BY started_at DESC, id DESC LIMIT %(limit)s",
+            {"job": name, "limit": limit},
+        )
+        return [Execution(**r) for r in await cur.fetchall()]
+
+
+async def late_jobs(app: App) -> list[dict[str, Any]] | None:
+    """Scheduled jobs not run for ``JULIA_JOB_LATE_FACTOR`` × their interval. A job that
+    never ran counts from the first run of any job (when scheduling began). None when
+    nothing ever ran (no scheduler yet)."""
+    now = app.clock.now()
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT job, max(started_at) AS last, min(started_at) AS first"
+            " FROM job_executions GROUP BY job"
+        )
+        rows = list(await cur.fetchall())
+    if not rows:
+        return None
+    last = {r["job"]: r["last"] for r in rows}
+    began = min(r["first"] for r in rows)
+    late = []
+    for j in scheduled_jobs(app):
+        period = j.schedule(app.settings).period_s
+        since = last.get(j.name, began)
+        silent = (now - since).total_seconds()
+        if silent > app.settings.job_late_factor * period:
+            late.append({
+                "job": j.name, "last_run": last.get(j.name), "period_s": period,
+                "silent_s": round(silent), "due_by": since + timedelta(seconds=period),
+            })  # fmt: skip
+    return late

@@ -1,0 +1,170 @@
+"""Every Prometheus metric Júlia exports, in one module.
+
+    from julia import metrics
+    metrics.SENDS.labels(outcome="SENT", chip="7").inc()
+    metrics.JOB_DURATION.labels(job="fila_rescue").observe(0.42)
+
+Metrics are per process (the Prometheus model: each process is scraped on its own).
+The shim serves them at ``/metrics`` (:func:`render`); the worker and the scheduler
+serve theirs on ``JULIA_WORKER_METRICS_PORT`` / ``JULIA_SCHEDULER_METRICS_PORT``
+(:func:`serve`). Gauges that describe shared state (queue depth by status) are
+refreshed from Postgres by :func:`refresh` before a scrape and by the scheduler's
+metrics snapshot job. Names follow Prometheus conventions (``_total`` counters,
+``_seconds`` durations); label values are bounded (events, outcomes, chip ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+
+# Circuit state and rate-limit decisions are counted where they happen, in resilience;
+# they are the same objects here so every metric is importable from this one module.
+from julia.resilience.metrics import (
+    CIRCUIT_LOCAL,
+    CIRCUIT_REFUSED,
+    CIRCUIT_STATE,
+    CIRCUIT_TRANSITIONS,
+    RATE_LIMIT_DECISIONS,
+)
+
+if TYPE_CHECKING:
+    from julia.app import App
+
+__all__ = [
+    "ALERTS",
+    "CIRCUIT_LOCAL",
+    "CIRCUIT_REFUSED",
+    "CIRCUIT_STATE",
+    "CIRCUIT_TRANSITIONS",
+    "CONTENT_TYPE",
+    "GUARDRAIL_VIOLATIONS",
+    "INBOX_LAG",
+    "JOB_DURATION",
+    "JOB_RUNS",
+    "LLM_CALLS",
+    "LLM_LATENCY",
+    "LLM_TOKENS",
+    "QUEUE_DEPTH",
+    "RATE_LIMIT_DECISIONS",
+    "RATE_LIMIT_DENIALS",
+    "SENDS",
+    "SEND_LATENCY",
+    "SLACK_DELIVERIES",
+    "TOOL_CALLS",
+    "TURNS",
+    "TURN_DURATION",
+    "WEBHOOKS",
+    "WORKERS_ALIVE",
+    "refresh",
+    "render",
+    "serve",
+]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SLOW = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+# --- inbound --------------------------------------------------------------------
+WEBHOOKS = Counter(
+    "julia_webhooks_received_total",
+    "Webhooks received, by event and outcome (stored, duplicate, ignored, rejected...).",
+    ["provider", "event", "outcome"],
+)
+INBOX_LAG = Histogram(
+    "julia_inbox_lag_seconds",
+    "Time from a message's arrival in the inbox to the start of its turn.",
+    buckets=_SLOW,
+)
+TURNS = Counter("julia_turns_total", "Inbound turns processed, by outcome.", ["outcome"])
+TURN_DURATION = Histogram(
+    "julia_turn_duration_seconds", "Time to process one inbound turn.", buckets=_SLOW
+)
+
+# --- agent ----------------------------------------------------------------------
+LLM_CALLS = Counter(
+    "julia_llm_calls_total", "LLM calls, by model and outcome.", ["model", "outcome"]
+)
+LLM_TOKENS = Counter(
+    "julia_llm_tokens_total", "LLM tokens, by model and kind (input, output).", ["model", "kind"]
+)
+LLM_LATENCY = Histogram(
+    "julia_llm_latency_seconds", "Latency of one LLM call.", ["model"], buckets=_SLOW
+)
+TOOL_CALLS = Counter(
+    "julia_tool_calls_total", "Agent tool calls, by tool and outcome.", ["tool", "outcome"]
+)
+GUARDRAIL_VIOLATIONS = Counter(
+    "julia_guardrail_violations_total", "Replies stopped or fixed by a guardrail.", ["rule"]
+)
+
+# --- outbound -------------------------------------------------------------------
+QUEUE_DEPTH = Gauge("julia_queue_depth", "Messages in the outbound queue, by status.", ["status"])
+SENDS = Counter("julia_sends_total", "Send attempts, by outcome and chip.", ["outcome", "chip"])
+SEND_LATENCY = Histogram(
+    "julia_send_latency_seconds",
+    "Time from a message's due time to its send.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+RATE_LIMIT_DENIALS = Counter(
+    "julia_rate_limit_denials_total", "Outbound messages held back by a rate limit.", ["limit"]
+)
+WORKERS_ALIVE = Gauge("julia_workers_alive", "Workers whose heartbeat is fresh.")
+
+# --- operations -----------------------------------------------------------------
+JOB_RUNS = Counter(
+    "julia_job_runs_total", "Scheduled job runs, by job and status.", ["job", "status"]
+)
+JOB_DURATION = Histogram(
+    "julia_job_duration_seconds", "Duration of one job run.", ["job"], buckets=_SLOW
+)
+ALERTS = Counter(
+    "julia_alerts_total",
+    "Alerts raised, by kind, severity and whether a repeat was suppressed.",
+    ["kind", "severity", "deduplicated"],
+)
+SLACK_DELIVERIES = Counter(
+    "julia_slack_deliveries_total", "Alert deliveries to Slack, by outcome.", ["outcome"]
+)
+
+
+async def refresh(app: App) -> None:
+    """Set the gauges that describe shared state from Postgres (queue depth by status,
+    live workers). A table that does not exist yet leaves its gauge untouched."""
+    from julia import health
+
+    queue = await health.queue_counts(app)
+    if queue is not None:
+        for status, count in queue.items():
+            QUEUE_DEPTH.labels(status).set(count)
+    alive = await health.live_worker_count(app)
+    if alive is not None:
+        WORKERS_ALIVE.set(alive)
+
+
+async def render(app: App | None = None) -> bytes:
+    """The exposition text of this process's metrics (refreshed first when ``app`` is given)."""
+    if app is not None:
+        with contextlib.suppress(Exception):  # a scrape must answer with Postgres down
+            await refresh(app)
+    return await asyncio.to_thread(generate_latest, REGISTRY)
+
+
+def serve(port: int, host: str = "127.0.0.1") -> Any:
+    """Serve ``/metrics`` on ``host:port`` from a background thread (worker, scheduler).
+    Returns the server (``.shutdown()`` stops it); ``port`` 0 serves nothing and returns None."""
+    if port == 0:
+        return None
+    server, _thread = start_http_server(port, addr=host)
+    return server

@@ -1,0 +1,159 @@
+"""Checks that raise alerts: each looks at Postgres, decides, and calls
+:func:`julia.alerts.raise_alert` (which deduplicates within the kind's cooldown).
+The scheduler runs them (``watchdog`` every minute, ``fila_backlog`` every 10);
+each returns the alerts it raised or refreshed, for the job's record.
+
+- :func:`worker_heartbeat`: a worker silent for over 2 minutes without a clean
+  stop, or messages due with no live worker (the incident).
+- :func:`queue_backlog`: more than 50 messages due for more than 30 minutes.
+- :func:`errors_accumulating`: more than 10 send errors in 5 minutes, by type.
+- :func:`dlq_growth`: 5 or more messages dead-lettered within the hour.
+- :func:`late_jobs`: a job not run for twice its interval.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+
+from julia import alerts, health
+from julia.alerts import Raised
+from julia.app import App
+
+#: Outcomes of a failed send attempt (``fila_eventos.outcome`` leaving ``processando``).
+_FAILED = (
+    "RETRY", "FAILED_INVALID_NUMBER", "FAILED_CIRCUIT_OPEN", "FAILED_ALL_CHIPS",
+    "FAILED_MAX_ATTEMPTS", "FAILED_PERMANENT", "OUTCOME_UNKNOWN",
+)  # fmt: skip
+
+
+async def worker_heartbeat(app: App) -> list[Raised]:
+    """Alert ``worker_heartbeat`` when a worker stopped beating without a clean stop
+    (last beat older than ``JULIA_ALERT_HEARTBEAT_MAX_S``) or when messages are due
+    and no worker is alive."""
+    try:
+        rows = await health.worker_rows(app)
+        due = await health.due_pending(app)
+    except (health.NotAvailable, psycopg.errors.UndefinedTable):
+        return []
+    max_age = app.settings.alert_heartbeat_max_s
+    alive = [w for w in rows if w["state"] == "alive"]
+    silent = [w for w in rows if w["stopped_at"] is None and w["age_s"] > max_age]
+    if not silent and (alive or not due):
+        return []
+    parts = []
+    if silent:
+        parts.append(
+            f"{len(silent)} worker(s) without heartbeat for over {max_age:.0f} s"
+            f" ({', '.join(w['id'] for w in silent[:5])})"
+        )
+    if not alive:
+        parts.append(f"no live worker, {due} message(s) due" if due else "no live worker")
+    details = {
+        "silent": [{"id": w["id"], "age_s": w["age_s"]} for w in silent],
+        "alive": len(alive),
+        "due_pending": due,
+    }
+    severity = "critical" if not alive else "warning"
+    raised = await alerts.raise_alert(
+        app, "worker_heartbeat", "; ".join(parts), severity=severity, details=details
+    )
+    return [raised]
+
+
+async def queue_backlog(app: App) -> list[Raised]:
+    """Alert ``queue_backlog`` when more than ``JULIA_ALERT_BACKLOG_PENDING`` messages
+    have been due for longer than ``JULIA_ALERT_BACKLOG_AGE_MIN`` minutes."""
+    s = app.settings
+    now = app.clock.now()
+    try:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n, min(proxima_tentativa_em) AS oldest FROM fila_mensagens"
+                " WHERE status = 'pendente' AND proxima_tentativa_em <= %s",
+                (now - timedelta(minutes=s.alert_backlog_age_min),),
+            )
+            row = await cur.fetchone()
+    except psycopg.errors.UndefinedTable:
+        return []
+    stale = int(row["n"]) if row else 0
+    if stale <= s.alert_backlog_pending:
+        return []
+    oldest_min = (now - row["oldest"]).total_seconds() / 60 if row and row["oldest"] else 0
+    message = (
+        f"{stale} messages due for more than {s.alert_backlog_age_min:g} min"
+        f" (oldest {oldest_min:.0f} min)"
+    )
+    details = {"stale_pending": stale, "oldest_min": round(oldest_min, 1)}
+    return [await alerts.raise_alert(app, "queue_backlog", message, details=details)]
+
+
+async def errors_accumulating(app: App) -> list[Raised]:
+    """Alert ``errors_accumulating`` when more than ``JULIA_ALERT_ERRORS_COUNT`` send
+    attempts failed within ``JULIA_ALERT_ERRORS_WINDOW_MIN`` minutes, by error type."""
+    s = app.settings
+    since = app.clock.now() - timedelta(minutes=s.alert_errors_window_min)
+    try:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT coalesce(motivo, outcome, 'unknown') AS type, count(*) AS n"
+                " FROM fila_eventos WHERE at >= %s AND de = 'processando'"
+                " AND outcome = ANY(%s) GROUP BY 1 ORDER BY 2 DESC",
+                (since, list(_FAILED)),
+            )
+            by_type = {r["type"]: int(r["n"]) for r in await cur.fetchall()}
+    except psycopg.errors.UndefinedTable:
+        return []
+    total = sum(by_type.values())
+    if total <= s.alert_errors_count:
+        return []
+    shown = ", ".join(f"{k} {v}" for k, v in list(by_type.items())[:6])
+    message = f"{total} send errors in {s.alert_errors_window_min:g} min: {shown}"
+    return [
+        await alerts.raise_alert(
+            app, "errors_accumulating", message, details={"total": total, "by_type": by_type}
+        )
+    ]
+
+
+async def dlq_growth(app: App) -> list[Raised]:
+    """Alert ``dlq_growth`` when ``JULIA_ALERT_DLQ_GROWTH`` or more messages went to the
+    dead-letter queue within ``JULIA_ALERT_DLQ_WINDOW_MIN`` minutes."""
+    s = app.settings
+    since = app.clock.now() - timedelta(minutes=s.alert_dlq_window_min)
+    try:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n, (SELECT count(*) FROM fila_mensagens WHERE status = 'dlq')"
+                " AS total FROM fila_eventos WHERE para = 'dlq' AND at >= %s",
+                (since,),
+            )
+            row = await cur.fetchone()
+    except psycopg.errors.UndefinedTable:
+        return []
+    grew = int(row["n"]) if row else 0
+    if grew < s.alert_dlq_growth:
+        return []
+    total = int(row["total"]) if row else 0
+    message = (
+        f"{grew} messages dead-lettered in {s.alert_dlq_window_min:g} min ({total} in the DLQ)"
+    )
+    return [
+        await alerts.raise_alert(
+            app, "dlq_growth", message, details={"new": grew, "dlq_total": total}
+        )
+    ]
+
+
+async def late_jobs(app: App) -> list[Raised]:
+    """Alert ``job_late`` (one per job) for jobs not run for twice their interval."""
+    from julia.jobs import runner
+
+    late = await runner.late_jobs(app) or []
+    out = []
+    for j in late:
+        when = j["last_run"].isoformat() if j["last_run"] else "never"
+        message = f"job {j['job']} has not run for {j['silent_s'] // 60} min (last: {when})"
+        out.append(await alerts.raise_alert(app, "job_late", message, details=j, key=j["job"]))
+    return out
