@@ -25,6 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from julia import audit, phones
 from julia.app import App
@@ -405,15 +406,16 @@ async def override(
     actor: audit.Actor,
     ate: datetime | None = None,
 ) -> Override:
-    """Lift one doctor's proactive limit until ``ate`` (default: the configured hours).
-    Recorded with who, why and until when, and audited in the same transaction."""
+    """Lift one doctor's proactive limit until ``ate`` (default: the configured hours;
+    a time without zone is in ``JULIA_TIMEZONE``). Recorded with who, why and until
+    when, and audited in the same transaction."""
     telefone = phones.normalize(telefone)
     if not motivo.strip():
         raise InvalidInput("--motivo must say why")
     now = app.clock.now()
     ate = ate or now + timedelta(hours=app.settings.rate_limit_override_default_h)
-    if ate.tzinfo is None:
-        raise InvalidInput("--ate needs a time zone (e.g. 2026-01-05T18:00-03:00)")
+    if ate.tzinfo is None:  # an operator's wall-clock time: the business time zone
+        ate = ate.replace(tzinfo=ZoneInfo(app.settings.timezone))
     if ate <= now:
         raise InvalidInput("--ate must be in the future")
     async with app.pool.connection() as conn, conn.transaction():
