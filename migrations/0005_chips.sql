@@ -65,6 +65,8 @@ CREATE TABLE chip_eventos (
     kind                 text NOT NULL CHECK (kind IN
                          ('sent', 'send_error', 'cooldown', 'reply', 'ack', 'block')),
     code                 text,
+    tipo                 text,
+    proactive            boolean NOT NULL DEFAULT false,
     telefone             text,
     mensagem_id          bigint,
     provider_message_id  text,
@@ -110,6 +112,9 @@ CREATE TABLE chip_selection_log (
 );
 CREATE INDEX chip_selection_log_msg_idx ON chip_selection_log (mensagem_id, id);
 CREATE INDEX chip_selection_log_at_idx ON chip_selection_log (at DESC);
+-- Selections still being sent count as use of their chip (spreads a batch over the pool).
+CREATE INDEX chip_selection_log_pending_idx ON chip_selection_log (chosen_chip, at)
+    WHERE resultado IS NULL;
 
 -- A conversation moved from a demoted or banned chip to another one.
 CREATE TABLE chip_migrations (

@@ -8,17 +8,11 @@ from typing import Any
 
 import pytest
 
-from julia import audit, logs
+from julia import audit
 from julia.app import App
-from julia.chips import lifecycle, migration, pool, scoring
+from julia.chips import lifecycle, migration, pool
 from julia.clock import FrozenClock
 from julia.errors import ChipTransitionRefused, InvalidInput
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_current_stderr() -> None:
-    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
-    logs.configure("INFO", "json")
 
 
 async def _rows(app: App, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -73,8 +67,10 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(
 
 
 def test_cli_unknown_chip_is_not_found(cli: Any) -> None:
-    for args in (["show", "99"], ["promote", "99"], ["demote", "99", "--motivo", "x"],
-                 ["trust", "99"], ["cooldown", "99", "--minutos", "5", "--motivo", "x"]):  # fmt: skip
+    for args in (
+        ["show", "99"], ["promote", "99"], ["demote", "99", "--motivo", "x"], ["trust", "99"],
+        ["cooldown", "99", "--minutos", "5", "--motivo", "x"],
+    ):  # fmt: skip
         r = cli("chips", *args)
         assert r.exit_code == 4, (args, r.output)
         assert "no chip with id 99" in r.stderr

@@ -229,6 +229,7 @@ async def add(
         raise ChipExists(
             f"a chip with instance {instance!r} or number {mask_phone(phone)} already exists"
         ) from exc
+    app.extensions.pop("chips.present", None)  # the queue now routes through the pool
     log.info("chip.added", chip_id=chip.id, instance=instance, status=status, trust=score)
     return chip
 

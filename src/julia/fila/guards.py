@@ -30,6 +30,8 @@ async def rate_limit(app: App, message: Mensagem, route: Route) -> ratelimit.Dec
     Operator (``humano``) and ``sistema`` messages count like replies: only the
     per-chip burst limit applies to them.
     """
+    if route.decision is not None:  # the chip pool already reserved (or found no chip)
+        return route.decision
     tipo = message.tipo if message.tipo in ratelimit.TIPOS else "resposta"
     return await ratelimit.take(app, tipo=tipo, telefone=message.telefone, chip_id=route.chip_key)
 

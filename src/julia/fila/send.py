@@ -19,13 +19,21 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from julia import phones
 from julia.app import App
-from julia.errors import CircuitOpen, GatewayError, GatewayRateLimited, InvalidNumber
+from julia.chips import sending as chip_sending
+from julia.errors import (
+    AllChipsFailed,
+    CircuitOpen,
+    GatewayError,
+    GatewayRateLimited,
+    InvalidNumber,
+    NoChipAvailable,
+)
 from julia.fila import guards, queue
 from julia.fila.queue import PROACTIVE, Mensagem, Result
 from julia.fila.states import Outcome, Status
@@ -46,6 +54,10 @@ class Route:
     instance: str
     chip_id: int | None = None
     breakers: tuple[str, ...] = ("evolution",)
+    #: Set by the chip pool: the selected chip with its reserved rate-limit slot.
+    chip_send: chip_sending.ChipSend | None = None
+    #: Set by the chip pool when no chip may send now (the message is rescheduled).
+    decision: Decision | None = None
 
     @property
     def chip_key(self) -> str:
@@ -59,6 +71,19 @@ async def route_for(app: App, message: Mensagem) -> Route:
     Until chips exist, the single instance from settings sends everything
     (``JULIA_EVOLUTION_INSTANCE``, or ``JULIA_ZAPI_INSTANCE`` with ``JULIA_GATEWAY_PROVIDER=zapi``).
     """
+    if await chip_sending.chips_present(app):  # the pool chooses (docs/chips.md)
+        try:
+            cs = await chip_sending.choose(app, message)
+        except NoChipAvailable as exc:
+            denied = Decision(
+                False, "chips", exc.details.get("limit") or "chips",
+                exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
+            )  # fmt: skip
+            return Route(registry.default_gateway(app), "", decision=denied)
+        return Route(
+            cs.gateway, cs.instance, cs.chip.id, (cs.chip.provider, f"chip:{cs.chip.id}"), cs,
+            cs.decision,
+        )  # fmt: skip
     gateway = registry.default_gateway(app)
     if gateway.provider == "zapi":
         return Route(gateway, app.settings.zapi_instance, breakers=("zapi",))
@@ -183,6 +208,8 @@ def _failure(
     """Where a failed attempt goes: retry later, DLQ, or ``incerta`` if it may have gone out."""
     if isinstance(exc, InvalidNumber):
         return Status.DLQ, Outcome.FAILED_INVALID_NUMBER, exc.code
+    if isinstance(exc, AllChipsFailed) and m.tentativas < m.max_tentativas:
+        return Status.PENDENTE, Outcome.FAILED_ALL_CHIPS, exc.code
     if isinstance(exc, GatewayError):
         if exc.maybe_sent:
             return Status.INCERTA, Outcome.OUTCOME_UNKNOWN, exc.code
@@ -202,11 +229,19 @@ async def _send_one(
     started = time.monotonic()
     error: BaseException | None = None
     try:
-        sent = await guards.through_breakers(
-            app,
-            route,
-            lambda: route.gateway.send_text(route.instance, phones.digits(m.telefone), m.texto),
-        )
+        if route.chip_send is not None:  # the pool sends, falling back to other chips
+            sent, cs = await chip_sending.send(
+                app, m, route.chip_send, mark_started=lambda c: queue.mark_send_started(
+                    app, m.lease_owner or "", {m.id: (c.instance, c.chip.id)}),
+            )  # fmt: skip
+            route = replace(route, gateway=cs.gateway, instance=cs.instance, chip_id=cs.chip.id,
+                            chip_send=cs)  # fmt: skip
+        else:
+            sent = await guards.through_breakers(
+                app,
+                route,
+                lambda: route.gateway.send_text(route.instance, phones.digits(m.telefone), m.texto),
+            )
     except CircuitOpen as exc:
         retry_at = exc.retry_at or app.clock.now() + timedelta(
             seconds=app.settings.breaker_open_base_s

@@ -1,0 +1,363 @@
+"""Which chip sends a message.
+
+1. **Eligibility by type**: prospeccao and campanha need trust ≥ 80, followup ≥ 60,
+   resposta (and humano, sistema) ≥ 40 (settings). When no chip qualifies, **emergency
+   mode** lowers each threshold by 20 and also admits ready chips; it says so in the
+   log (``chip.emergency``), a metric, an audit row and the selection log.
+2. **Filters**: status active (or ready in emergency), gateway connected (unknown
+   until the first sync counts as connected), not in cooldown, its own breaker not
+   open, within its hourly and daily limits (level × warming phase × recovery, see
+   :func:`julia.chips.trust.limits`), not already tried for this message.
+3. **Preference**: the conversation's chip (a conversation stays on its chip unless
+   it is unusable), then the chip the doctor already talks to (affinity weighted by
+   the replies it obtained), then the least used in 24 h, then the highest trust.
+4. **Reservation**: candidates are tried in that order against the resilience rate
+   limiter (``ratelimit.take``: one atomic Redis check-and-take, Postgres fallback,
+   fail closed); the first that gets its slot is chosen. The caller gives the slot
+   back (``ratelimit.give_back``) if the send does not happen.
+
+Every selection writes one ``chip_selection_log`` row: each candidate with why it
+was kept or left out, the chip chosen (or none), why, and whether in emergency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+from psycopg.types.json import Jsonb
+
+from julia import audit
+from julia.app import App
+from julia.chips import pool
+from julia.chips.circuit import chip_breaker
+from julia.errors import NoChipAvailable
+from julia.logs import get_logger
+from julia.redact import mask_phone
+from julia.resilience import ratelimit
+
+log = get_logger(__name__)
+
+SELECTIONS = Counter(
+    "julia_chip_selections", "Chip selections by message type and result.", ["tipo", "result"]
+)
+EMERGENCIES = Counter(
+    "julia_chip_emergency_selections", "Selections made in emergency mode.", ["tipo"]
+)
+
+#: Rate-limit classes of the queue's message types (humano/sistema count like replies).
+RATE_TIPO = {"prospeccao": "prospeccao", "campanha": "campanha", "followup": "followup"}
+#: Limits that are the same whichever chip sends: no point trying another chip.
+NOT_CHIP_LIMITS = frozenset({"business_hours", "medico_daily", "storage"})
+#: Selections still being sent count as use of their chip for this long (spreads a batch).
+PENDING_WINDOW = timedelta(minutes=10)
+#: When nothing is eligible, look again after this long (or when a cooldown ends).
+RETRY_NO_CHIP_S = 60.0
+
+
+def threshold_for(tipo: str, app: App) -> int:
+    s = app.settings
+    if tipo in ("prospeccao", "campanha"):
+        return s.chip_threshold_prospeccao
+    if tipo == "followup":
+        return s.chip_threshold_followup
+    return s.chip_threshold_resposta
+
+
+def is_proactive(tipo: str) -> bool:
+    return tipo in RATE_TIPO
+
+
+@dataclass
+class Candidate:
+    chip: pool.Chip
+    afinidade: int
+    sent_24h: int  # sent in 24 h plus selections still being sent
+    proactive_1h: int
+    proactive_24h: int
+    circuit: str = "closed"
+    why: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.chip.id,
+            "instance": self.chip.instance,
+            "status": self.chip.status,
+            "trust": self.chip.trust_score,
+            "afinidade": self.afinidade,
+            "sent_24h": self.sent_24h,
+            "circuit": self.circuit,
+            "why": self.why,
+        }
+
+
+@dataclass
+class Selection:
+    """A chip chosen for a message, its reserved rate-limit slot, and the log row."""
+
+    chip: pool.Chip
+    decision: ratelimit.Decision
+    emergency: bool
+    threshold: int
+    log_id: int
+    motivo: str
+    tentativa: int = 1
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+
+_CANDIDATES = """
+SELECT c.*, coalesce(a.respostas, 0) AS afinidade,
+       (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
+          AND e.at > %(day)s)
+       + (SELECT count(*) FROM chip_selection_log l WHERE l.chosen_chip = c.id
+          AND l.resultado IS NULL AND l.at > %(pending)s) AS sent_24h,
+       (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
+          AND e.proactive AND e.at > %(hour)s) AS proactive_1h,
+       (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
+          AND e.proactive AND e.at > %(day)s) AS proactive_24h
+FROM chips c
+LEFT JOIN chip_afinidade a ON a.chip_id = c.id AND a.medico_id = %(medico)s
+WHERE c.status IN ('active', 'ready')
+ORDER BY c.id
+"""
+
+
+async def _candidates(app: App, medico_id: int | None, now: datetime) -> list[Candidate]:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            _CANDIDATES,
+            {"medico": medico_id, "day": now - timedelta(hours=24),
+             "hour": now - timedelta(hours=1), "pending": now - PENDING_WINDOW},
+        )  # fmt: skip
+        rows = await cur.fetchall()
+    out = []
+    for r in rows:
+        afinidade, sent = int(r.pop("afinidade")), int(r.pop("sent_24h"))
+        p1h, p24h = int(r.pop("proactive_1h")), int(r.pop("proactive_24h"))
+        out.append(Candidate(pool.Chip(**r), afinidade, sent, p1h, p24h))
+    return out
+
+
+async def _conversation_chip(
+    app: App, conversa_id: int | None, medico_id: int | None
+) -> int | None:
+    if conversa_id is None and medico_id is None:
+        return None
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT chip_id FROM conversas WHERE (id = %(c)s OR (%(c)s::bigint IS NULL"
+            " AND medico_id = %(m)s AND status = 'ativa')) AND chip_id IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1",
+            {"c": conversa_id, "m": medico_id},
+        )
+        row = await cur.fetchone()
+    return int(row["chip_id"]) if row else None
+
+
+async def _circuit(app: App, chip_id: int, now: datetime) -> str:
+    """The breaker's state, ``open`` only while it still refuses calls."""
+    status = await chip_breaker(app, chip_id).status()
+    if status.state == "open" and status.open_until is not None and status.open_until <= now:
+        return "half_open"  # the next call is a trial
+    return status.state
+
+
+async def _filter(
+    app: App, c: Candidate, *, tipo: str, threshold: int, emergency: bool,
+    exclude: frozenset[int], now: datetime,
+) -> str | None:  # fmt: skip
+    """Why ``c`` cannot send now, or None."""
+    chip = c.chip
+    if chip.id in exclude:
+        return "already tried for this message"
+    if chip.status != "active" and not (emergency and chip.status == "ready"):
+        return f"status {chip.status}"
+    if chip.trust_score < threshold:
+        return f"trust {chip.trust_score} < {threshold}"
+    if chip.connected is False:
+        return f"disconnected ({chip.connection_state or 'unknown'})"
+    if chip.in_cooldown(now):
+        return f"cooldown until {chip.cooldown_until:%H:%M:%S} ({chip.cooldown_reason})"
+    if is_proactive(tipo) and app.settings.rate_limits_enabled:
+        lim = chip.limits(app)
+        if c.proactive_1h >= lim.hourly:
+            return f"hourly limit {c.proactive_1h}/{lim.hourly} ({lim.why})"
+        if c.proactive_24h >= lim.daily:
+            return f"daily limit {c.proactive_24h}/{lim.daily} ({lim.why})"
+    c.circuit = await _circuit(app, chip.id, now)
+    if c.circuit in ("open", "forced_open"):
+        return f"circuit {c.circuit}"
+    return None
+
+
+def _rank(c: Candidate, conversation_chip: int | None) -> tuple[Any, ...]:
+    return (
+        c.chip.id != conversation_chip,
+        -c.afinidade,
+        c.sent_24h,
+        -c.chip.trust_score,
+        c.chip.id,
+    )
+
+
+def _why_chosen(c: Candidate, conversation_chip: int | None, emergency: bool) -> str:
+    if c.chip.id == conversation_chip:
+        why = "the conversation's chip"
+    elif c.afinidade > 0:
+        why = f"affinity ({c.afinidade} replies)"
+    else:
+        why = f"least used ({c.sent_24h} sent in 24 h)"
+    return why + (" [emergency]" if emergency else "")
+
+
+async def select(
+    app: App,
+    *,
+    tipo: str,
+    telefone: str,
+    medico_id: int | None = None,
+    conversa_id: int | None = None,
+    mensagem_id: int | None = None,
+    exclude: frozenset[int] = frozenset(),
+    tentativa: int = 1,
+) -> Selection:
+    """Choose a chip for one message and reserve its rate-limit slot.
+
+    Raises :class:`NoChipAvailable` (``retry_at`` in its details) when none may send
+    now; the selection log has the row either way."""
+    now = app.clock.now()
+    normal = threshold_for(tipo, app)
+    candidates = await _candidates(app, medico_id, now)
+    conv_chip = await _conversation_chip(app, conversa_id, medico_id)
+    emergency = False
+    threshold = normal
+    eligible: list[Candidate] = []
+    for mode in (False, True):
+        emergency, threshold = mode, max(0, normal - app.settings.chip_emergency_drop * mode)
+        eligible = []
+        for c in candidates:
+            c.why = await _filter(
+                app, c, tipo=tipo, threshold=threshold, emergency=emergency, exclude=exclude,
+                now=now,
+            ) or "eligible"  # fmt: skip
+            if c.why == "eligible":
+                eligible.append(c)
+        if eligible:
+            break
+    eligible.sort(key=lambda c: _rank(c, conv_chip))
+    chosen: Candidate | None = None
+    decision: ratelimit.Decision | None = None
+    denials: list[ratelimit.Decision] = []
+    for c in eligible:
+        d = await ratelimit.take(
+            app, tipo=RATE_TIPO.get(tipo, "resposta"), telefone=telefone, chip_id=c.chip.id
+        )
+        if d.allowed:
+            chosen, decision = c, d
+            break
+        c.why = f"rate limit {d.limit}: {d.reason}"
+        denials.append(d)
+        if d.limit in NOT_CHIP_LIMITS:
+            break  # the same for every chip
+    cands = [c.as_dict() for c in candidates]
+    if chosen is None or decision is None:
+        retry_at = _retry_at(app, candidates, denials, now)
+        motivo = _no_chip_reason(candidates, denials)
+        await _log(app, mensagem_id, tipo, telefone, conversa_id, tentativa, cands, None,
+                   motivo, emergency, threshold, exclude, "no_chip", now)  # fmt: skip
+        SELECTIONS.labels(tipo, "none").inc()
+        log.warning(
+            "chip.none_available", tipo=tipo, telefone=mask_phone(telefone), motivo=motivo,
+            mensagem_id=mensagem_id, tentativa=tentativa, retry_at=retry_at,
+        )  # fmt: skip
+        limit = denials[-1].limit if denials and denials[-1].limit in NOT_CHIP_LIMITS else None
+        raise NoChipAvailable(
+            f"no chip may send this {tipo} now: {motivo}", retry_at=retry_at, limit=limit,
+            reason=denials[-1].reason if limit else "no_chip_available",
+        )  # fmt: skip
+    motivo = _why_chosen(chosen, conv_chip, emergency)
+    log_id = await _log(
+        app, mensagem_id, tipo, telefone, conversa_id, tentativa, cands, chosen.chip.id,
+        motivo, emergency, threshold, exclude, None, now,
+    )  # fmt: skip
+    SELECTIONS.labels(tipo, "emergency" if emergency else "chosen").inc()
+    if emergency:
+        EMERGENCIES.labels(tipo).inc()
+        log.warning(
+            "chip.emergency", tipo=tipo, threshold=threshold, normal=normal,
+            chip_id=chosen.chip.id, mensagem_id=mensagem_id,
+        )  # fmt: skip
+        async with app.pool.connection() as conn:
+            await audit.record(
+                conn, now, audit.AUTOMATION, "chips.emergency", alvo=f"chip:{chosen.chip.id}",
+                motivo=f"no chip with trust >= {normal} for {tipo}; threshold lowered to "
+                f"{threshold}",
+                detalhes={"tipo": tipo, "mensagem_id": mensagem_id, "selection_log": log_id},
+            )  # fmt: skip
+    log.info(
+        "chip.selected", chip_id=chosen.chip.id, instance=chosen.chip.instance, tipo=tipo,
+        motivo=motivo, emergency=emergency, mensagem_id=mensagem_id, tentativa=tentativa,
+    )  # fmt: skip
+    return Selection(chosen.chip, decision, emergency, threshold, log_id, motivo, tentativa, cands)
+
+
+def _retry_at(
+    app: App, candidates: list[Candidate], denials: list[ratelimit.Decision], now: datetime
+) -> datetime:
+    times = [d.retry_at for d in denials if d.retry_at is not None]
+    times += [
+        c.chip.cooldown_until
+        for c in candidates
+        if c.chip.cooldown_until and c.chip.cooldown_until > now
+    ]
+    soonest = min(times) if times else now + timedelta(seconds=RETRY_NO_CHIP_S)
+    return max(soonest, now + timedelta(seconds=1))
+
+
+def _no_chip_reason(candidates: list[Candidate], denials: list[ratelimit.Decision]) -> str:
+    if not candidates:
+        return "no active or ready chip in the pool"
+    if denials and denials[-1].limit in NOT_CHIP_LIMITS:
+        return f"rate limit {denials[-1].limit}: {denials[-1].reason}"
+    return "; ".join(f"chip {c.chip.id}: {c.why}" for c in candidates)[:1000]
+
+
+async def _log(
+    app: App, mensagem_id: int | None, tipo: str, telefone: str, conversa_id: int | None,
+    tentativa: int, candidates: list[dict[str, Any]], chosen: int | None, motivo: str,
+    emergency: bool, threshold: int, exclude: frozenset[int], resultado: str | None,
+    now: datetime,
+) -> int:  # fmt: skip
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
+            " candidates, chosen_chip, motivo, emergency, threshold, excluded, resultado, at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (mensagem_id, tipo, telefone, conversa_id, tentativa, Jsonb(candidates), chosen,
+             motivo, emergency, threshold, sorted(exclude), resultado, now),
+        )  # fmt: skip
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row["id"])
+
+
+async def set_result(app: App, log_id: int, resultado: str) -> None:
+    """Record how the send on the chosen chip ended (``sent`` or an error code)."""
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE chip_selection_log SET resultado = %s WHERE id = %s", (resultado, log_id)
+        )
+
+
+async def selection_log(
+    app: App, *, mensagem_id: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT * FROM chip_selection_log WHERE %(m)s::bigint IS NULL OR mensagem_id = %(m)s"
+            " ORDER BY id DESC LIMIT %(limit)s",
+            {"m": mensagem_id, "limit": limit},
+        )
+        return list(await cur.fetchall())

@@ -1,0 +1,275 @@
+"""Sending one message through the pool: the chosen chip, then the next ones.
+
+:func:`route` is what the queue asks for each message when chips exist (it selects
+and reserves); :func:`send` makes the gateway call through the provider's and the
+chip's breakers and, when the chip fails, retries **at once** on the next eligible
+chip (excluding those tried), up to ``JULIA_CHIP_MAX_SEND_ATTEMPTS`` (3) different
+chips; when they all fail it raises :class:`AllChipsFailed` (outcome
+FAILED_ALL_CHIPS) and the queue's retry with backoff takes over.
+
+Every attempt feeds the chip: a ``chip_eventos`` row (``sent`` with its provider
+message id, or ``send_error`` with its code), its counters, the doctor's affinity.
+A WhatsApp error puts the chip in cooldown — 429 → 5 min, 400 → 30 min, 403 →
+60 min (settings) — and a 400/403 recomputes its trust at once (a 403 also counts
+as a block and starts the gradual recovery). The chip's own breaker (3 counted
+failures) never affects other chips.
+
+Not retried on another chip: a number that is not on WhatsApp (the message's
+fault), and a send that may have gone out (``maybe_sent``: the queue reconciles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from psycopg.types.json import Jsonb
+
+from julia import audit, phones
+from julia.app import App
+from julia.chips import lifecycle, pool, scoring, selection
+from julia.chips.circuit import chip_breaker
+from julia.errors import (
+    AllChipsFailed,
+    CircuitOpen,
+    GatewayError,
+    InvalidNumber,
+    NoChipAvailable,
+)
+from julia.gateways.base import Gateway, SendResult
+from julia.logs import get_logger
+from julia.resilience import ratelimit
+from julia.resilience.breaker import breakers
+
+log = get_logger(__name__)
+
+
+class Message(Protocol):
+    """What the pool needs of a queued message (``julia.fila.queue.Mensagem`` fits)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def tipo(self) -> str: ...
+    @property
+    def telefone(self) -> str: ...
+    @property
+    def texto(self) -> str: ...
+    @property
+    def medico_id(self) -> int | None: ...
+    @property
+    def conversa_id(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class ChipSend:
+    """A chip chosen for a message, ready to send: its gateway and its reservation."""
+
+    chip: pool.Chip
+    gateway: Gateway
+    selection: selection.Selection
+
+    @property
+    def instance(self) -> str:
+        return self.chip.instance
+
+    @property
+    def decision(self) -> ratelimit.Decision:
+        return self.selection.decision
+
+
+def _gateway(app: App, chip: pool.Chip) -> Gateway:
+    from julia.gateways import registry
+
+    return registry.gateway(app, chip.provider)
+
+
+async def chips_present(app: App) -> bool:
+    """Whether the pool has any chip (cached; :func:`pool.add` clears the cache)."""
+    cached = app.extensions.get("chips.present")
+    now = app.clock.now()
+    if cached is not None and cached[1] > now:
+        return bool(cached[0])
+    present = await pool.count(app) > 0
+    app.extensions["chips.present"] = (present, now + timedelta(seconds=5))
+    return present
+
+
+async def choose(
+    app: App, m: Message, *, exclude: frozenset[int] = frozenset(), tentativa: int = 1
+) -> ChipSend:
+    """Select a chip for ``m`` and reserve its slot (:class:`NoChipAvailable` if none)."""
+    sel = await selection.select(
+        app, tipo=m.tipo, telefone=m.telefone, medico_id=m.medico_id, conversa_id=m.conversa_id,
+        mensagem_id=m.id, exclude=exclude, tentativa=tentativa,
+    )  # fmt: skip
+    return ChipSend(sel.chip, _gateway(app, sel.chip), sel)
+
+
+@asynccontextmanager
+async def _breakers(app: App, chip: pool.Chip) -> AsyncIterator[None]:
+    """The provider's breaker (gateway down) around the chip's own (chip restricted)."""
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(breakers(app).get(chip.provider).guard())
+        await stack.enter_async_context(chip_breaker(app, chip.id).guard())
+        yield
+
+
+def _chip_at_fault(exc: BaseException) -> bool:
+    """Whether another chip may succeed where this one failed."""
+    if isinstance(exc, CircuitOpen):
+        return exc.name.startswith("chip:")
+    if isinstance(exc, InvalidNumber):
+        return False
+    if isinstance(exc, GatewayError):
+        return not exc.maybe_sent
+    return False
+
+
+async def send(
+    app: App,
+    m: Message,
+    first: ChipSend,
+    *,
+    mark_started: Any = None,
+) -> tuple[SendResult, ChipSend]:
+    """Send ``m`` on ``first``, falling back to other chips; returns the result and the
+    chip that sent it. ``mark_started(chip_send)`` is awaited before each fallback send
+    (the queue records which instance is about to send, for reconciliation)."""
+    current = first
+    tried: list[int] = []
+    errors: list[str] = []
+    last: BaseException | None = None
+    limit = app.settings.chip_max_send_attempts
+    while True:
+        chip = current.chip
+        try:
+            async with _breakers(app, chip):
+                result = await current.gateway.send_text(
+                    chip.instance, phones.digits(m.telefone), m.texto
+                )
+        except (GatewayError, CircuitOpen) as exc:
+            tried.append(chip.id)
+            await _failed(app, m, current, exc)
+            if not _chip_at_fault(exc):
+                raise
+            last = exc
+            errors.append(f"chip {chip.id}: {getattr(exc, 'code', type(exc).__name__)}")
+            if len(tried) >= limit:
+                break
+            try:
+                current = await choose(app, m, exclude=frozenset(tried), tentativa=len(tried) + 1)
+            except NoChipAvailable:
+                break
+            if mark_started is not None:
+                await mark_started(current)
+            log.warning(
+                "chip.fallback", mensagem_id=m.id, from_chip=chip.id, to_chip=current.chip.id,
+                error=getattr(exc, "code", type(exc).__name__), tentativa=len(tried) + 1,
+            )  # fmt: skip
+            continue
+        await _succeeded(app, m, current, result)
+        return result, current
+    raise AllChipsFailed(f"every chip tried failed ({'; '.join(errors)})", tried=tried) from last
+
+
+# --- feeding the chip ---------------------------------------------------------------
+
+
+async def _succeeded(app: App, m: Message, cs: ChipSend, result: SendResult) -> None:
+    now = app.clock.now()
+    chip = cs.chip
+    async with app.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,"
+            " provider_message_id, midia, at) VALUES (%s, 'sent', %s, %s, %s, %s, %s, 'texto', %s)",
+            (chip.id, m.tipo, selection.is_proactive(m.tipo), m.telefone, m.id,
+             result.provider_message_id, now),
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE chips SET enviadas_total = enviadas_total + 1, last_sent_at = %s,"
+            " updated_at = %s WHERE id = %s",
+            (now, now, chip.id),
+        )
+        if m.medico_id is not None:
+            await conn.execute(
+                "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)"
+                " VALUES (%s, %s, 1, 0, %s) ON CONFLICT (medico_id, chip_id) DO UPDATE"
+                " SET enviadas = chip_afinidade.enviadas + 1, last_at = EXCLUDED.last_at",
+                (m.medico_id, chip.id, now),
+            )
+        if m.conversa_id is not None:  # a conversation stays on the chip that talks in it
+            await conn.execute(
+                "UPDATE conversas SET chip_id = %s WHERE id = %s AND chip_id IS NULL",
+                (chip.id, m.conversa_id),
+            )
+        await conn.execute(
+            "UPDATE chip_selection_log SET resultado = 'sent' WHERE id = %s",
+            (cs.selection.log_id,),
+        )
+
+
+def _cooldown_minutes(app: App, status: int | None) -> float | None:
+    s = app.settings
+    return {429: s.chip_cooldown_429_min, 400: s.chip_cooldown_400_min,
+            403: s.chip_cooldown_403_min}.get(status or 0)  # fmt: skip
+
+
+async def _failed(app: App, m: Message, cs: ChipSend, exc: BaseException) -> None:
+    """Record a failed attempt on the chip; cooldown, recovery start and urgent rescore."""
+    now = app.clock.now()
+    chip = cs.chip
+    status = getattr(exc, "status", None) if isinstance(exc, GatewayError) else None
+    code = getattr(exc, "code", None) or type(exc).__name__
+    refused_by_breaker = isinstance(exc, CircuitOpen)
+    if not _maybe_sent(exc):
+        await ratelimit.give_back(app, cs.decision.ticket)  # the send did not happen
+    async with app.pool.connection() as conn, conn.transaction():
+        if not refused_by_breaker:  # a refusal by our breaker is not a send error
+            await conn.execute(
+                "INSERT INTO chip_eventos (chip_id, kind, code, tipo, proactive, telefone,"
+                " mensagem_id, detalhes, at) VALUES (%s, 'send_error', %s, %s, %s, %s, %s, %s, %s)",
+                (chip.id, code, m.tipo, selection.is_proactive(m.tipo), m.telefone, m.id,
+                 Jsonb({"status": status, "error": str(exc)[:300]}), now),
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE chips SET erros_total = erros_total + 1, last_error_at = %s,"
+                " last_error_code = %s, updated_at = %s WHERE id = %s",
+                (now, code, now, chip.id),
+            )
+        if status == 403:  # WhatsApp restricting the number: a block, recovery starts
+            await conn.execute(
+                "INSERT INTO chip_eventos (chip_id, kind, code, telefone, mensagem_id, at)"
+                " VALUES (%s, 'block', %s, %s, %s, %s)",
+                (chip.id, code, m.telefone, m.id, now),
+            )
+            await conn.execute("UPDATE chips SET restricao_em = %s WHERE id = %s", (now, chip.id))
+        await conn.execute(
+            "UPDATE chip_selection_log SET resultado = %s WHERE id = %s",
+            (code, cs.selection.log_id),
+        )
+    log.warning(
+        "chip.send_failed", chip_id=chip.id, instance=chip.instance, mensagem_id=m.id,
+        code=code, status=status,
+    )  # fmt: skip
+    minutes = _cooldown_minutes(app, status)
+    if minutes and not isinstance(exc, InvalidNumber):
+        await lifecycle.cooldown(
+            app, chip.id, minutos=minutes, motivo=f"WhatsApp answered {status}",
+            actor=audit.AUTOMATION, code=code,
+        )  # fmt: skip
+    if status in (400, 403) and not isinstance(exc, InvalidNumber):
+        await scoring.recalculate(app, chip.id, motivo=f"urgent: {status} from WhatsApp")
+    elif not refused_by_breaker and await _block_rate_over(app, chip.id):
+        await scoring.recalculate(app, chip.id, motivo="urgent: block rate over the limit")
+
+
+async def _block_rate_over(app: App, chip_id: int) -> bool:
+    return await scoring.block_rate(app, chip_id) > app.settings.chip_block_rate_max
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    return isinstance(exc, GatewayError) and exc.maybe_sent
