@@ -300,47 +300,31 @@ async def scheduler(app: App) -> Component:
 
 
 async def chip_rows(app: App) -> list[dict[str, Any]]:
-    """Per chip: masked number, trust and level, circuit, may prospect, sent and errors 24 h."""
-    from julia.resilience import breaker
-
-    now = app.clock.now()
-    day_ago = now - timedelta(hours=24)
+    """Per chip (banned and retired left out): masked number, trust and level, circuit,
+    available, may prospect, sent and errors in 24 h. From the chips library."""
     try:
-        async with app.pool.connection() as conn:
-            cur = await conn.execute(
-                """
-                SELECT c.id, c.instance, c.telefone, c.provider, c.status, c.trust_score,
-                       c.trust_level, c.connected, c.cooldown_until,
-                       count(e.*) FILTER (WHERE e.kind = 'sent') AS sent_24h,
-                       count(e.*) FILTER (WHERE e.kind = 'send_error') AS errors_24h
-                FROM chips c
-                LEFT JOIN chip_eventos e ON e.chip_id = c.id AND e.at >= %s
-                                         AND e.kind IN ('sent', 'send_error')
-                WHERE c.status NOT IN ('banned', 'retired')
-                GROUP BY c.id ORDER BY c.id
-                """,
-                (day_ago,),
-            )
-            rows = list(await cur.fetchall())
+        from julia.chips import pool, trust
+    except ImportError as exc:
+        raise NotAvailable("the chip pool is not installed") from exc
+    try:
+        listed = await pool.list_chips(app)
     except psycopg.errors.UndefinedTable as exc:
         raise NotAvailable("the chips tables do not exist") from exc
-    threshold = app.settings.chip_threshold_prospeccao
+    now = app.clock.now()
     out = []
-    for r in rows:
-        try:
-            circuit: str = (await breaker.breakers(app).chip(r["id"]).status()).state
-        except Exception:
-            circuit = "unknown"
-        cooling = r["cooldown_until"] is not None and r["cooldown_until"] > now
-        usable = (r["status"] == "active" and r["connected"] is not False and not cooling
-                  and circuit not in ("open", "forced_open"))  # fmt: skip
+    for c in listed:
+        if c.status in ("banned", "retired"):
+            continue
+        usable = (c.status == "active" and c.connected is not False and not c.in_cooldown(now)
+                  and c.circuit not in ("open", "forced_open"))  # fmt: skip
+        level = trust.LEVELS.get(c.trust_level)
         out.append({
-            "id": r["id"], "instance": r["instance"], "telefone": mask_phone(r["telefone"]),
-            "provider": r["provider"], "status": r["status"], "trust_score": r["trust_score"],
-            "trust_level": r["trust_level"], "connected": r["connected"],
-            "cooldown_until": r["cooldown_until"], "circuit": circuit, "available": usable,
-            "may_prospect": usable and r["trust_score"] >= threshold,
-            "sent_24h": int(r["sent_24h"]), "errors_24h": int(r["errors_24h"]),
+            "id": c.id, "instance": c.instance, "telefone": mask_phone(c.telefone),
+            "provider": c.provider, "status": c.status, "trust_score": c.trust_score,
+            "trust_level": c.trust_level, "connected": c.connected,
+            "cooldown_until": c.cooldown_until, "circuit": c.circuit, "available": usable,
+            "may_prospect": bool(usable and level is not None and level.may_prospect),
+            "sent_24h": c.sent_24h, "errors_24h": c.errors_24h,
         })  # fmt: skip
     return out
 
@@ -392,13 +376,16 @@ async def circuits(app: App, deep: bool = False) -> Component:
     if local:
         score -= 10
     since = app.clock.now() - timedelta(hours=24)
-    async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT name, from_state, to_state, reason, error_type, at FROM circuit_transitions"
-            " WHERE at >= %s ORDER BY at DESC, id DESC LIMIT 200",
-            (since,),
-        )
-        moves = list(await cur.fetchall())
+    try:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT name, from_state, to_state, reason, error_type, at"
+                " FROM circuit_transitions WHERE at >= %s ORDER BY at DESC, id DESC LIMIT 200",
+                (since,),
+            )
+            moves = list(await cur.fetchall())
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotAvailable("circuit_transitions does not exist") from exc
     details: dict[str, Any] = {
         "states": {st.name: st.state for st in statuses},
         "transitions_24h": len(moves),

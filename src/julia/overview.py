@@ -76,6 +76,13 @@ async def _optional(fn: Any) -> Any:
         return None
 
 
+async def _recent_alerts(app: App, limit: int) -> list[dict[str, Any]]:
+    try:
+        return [a.as_dict() for a in await alerts.list_alerts(app, limit=limit)]
+    except psycopg.errors.UndefinedTable:
+        return []
+
+
 async def overview(app: App, *, alert_limit: int = 8) -> dict[str, Any]:
     """Everything ``julia top`` shows, from Postgres (and Redis for circuits)."""
     from julia.resilience import breaker
@@ -93,7 +100,7 @@ async def overview(app: App, *, alert_limit: int = 8) -> dict[str, Any]:
         "workers": await _optional(health.worker_rows(app)),
         "chips": await _optional(health.chip_rows(app)),
         "circuits": circuits,
-        "alerts": [a.as_dict() for a in await alerts.list_alerts(app, limit=alert_limit)],
+        "alerts": await _recent_alerts(app, alert_limit),
         "handoffs": await _optional(handoffs_waiting(app)),
     }
 

@@ -33,10 +33,13 @@ def _raised(raised: list[Raised], **details: Any) -> Done:
 # --- operations ------------------------------------------------------------------------
 
 
-@job("watchdog", "Worker heartbeats, late jobs, undelivered alerts",
+@job("watchdog", "Worker heartbeats, queue backlog, late jobs, undelivered alerts",
      lambda s: Every(s.watchdog_interval_s))  # fmt: skip
 async def watchdog(app: App) -> Done:
+    """Every minute, so a stall is known within minutes: the backlog is checked here too
+    (one indexed count), not only by the 10-minute ``fila_backlog``."""
     raised = await monitors.worker_heartbeat(app)
+    raised += await monitors.queue_backlog(app)
     raised += await monitors.late_jobs(app)
     return _raised(raised, resent=await alerts.resend_pending(app))
 
