@@ -254,10 +254,19 @@ async def test_redis_is_refilled_from_postgres_after_an_outage(
             "postgres"
         )
     redis_health(app, "ratelimit").down_until = clock.now()  # Redis is tried again
-    back = await rl.take(app, tipo="resposta", telefone=PHONES[1], chip_id=1)
-    assert back.allowed and back.backend == "redis"
     again = await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1)
     assert (again.allowed, again.backend, again.limit) == (False, "redis", "medico_daily")
+    assert redis_health(app, "ratelimit").down_until is None
+    st = await rl.status(app, chip_id=1)
+    assert (st.backend, st.usage[1].used) == ("redis", 3)
+
+
+async def test_postgres_down_with_redis_up_still_decides_in_redis(app: App) -> None:
+    fixed_gap(app, 0)
+    await app.pool.close()
+    got = [await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1) for _ in range(4)]
+    assert [d.allowed for d in got] == [True, True, True, False]
+    assert got[3].limit == "medico_daily"  # no override can be read: the limit stands
 
 
 async def test_prune_events_drops_old_rows(app: App, clock: FrozenClock) -> None:

@@ -188,12 +188,13 @@ async def take(
     health = redis_health(app, "ratelimit")
     if health.usable(now):
         try:
+            if health.down_until is not None:  # back after an outage: refill, then decide
+                await _refill_quietly(app)
             decision = await _take_redis(app, now, lim, *args)
         except REDIS_ERRORS as exc:
             health.failed(now, exc)
         else:
-            if health.recovered():
-                await refill_redis(app)
+            health.recovered()
             return _count(decision)
     try:
         return _count(await _take_postgres(app, now, lim, *args))
@@ -219,9 +220,8 @@ async def _take_redis(
     ]  # fmt: skip
     keys = _keys(app, telefone, chip)
     raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
-    if int(raw[0]) == 0 and raw[1] == "medico_daily" and await _override_active(app, telefone):
-        # The Redis flag is a cache of Postgres (the truth): put it back and try again.
-        await _cache_override(app, telefone)
+    if int(raw[0]) == 0 and raw[1] == "medico_daily" and await _override_cached(app, telefone):
+        # The Redis flag is a cache of Postgres (the truth): it was lost, so try again.
         raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
     if int(raw[0]) == 0:
         limit, at = str(raw[1]), int(raw[2])
@@ -334,6 +334,15 @@ async def give_back(app: App, ticket: Ticket | None) -> None:
         log.warning("ratelimit.give_back_postgres_failed", error=str(exc))
 
 
+async def _refill_quietly(app: App) -> None:
+    try:
+        await refill_redis(app)
+    except REDIS_ERRORS:
+        raise
+    except Exception as exc:  # Postgres failing: Redis stays short of what it granted
+        log.error("ratelimit.refill_failed", error=str(exc))
+
+
 async def refill_redis(app: App) -> int:
     """After an outage, copy into Redis the slots Postgres granted meanwhile, so the
     windows stay whole. Idempotent (same member names). Returns the events copied."""
@@ -395,12 +404,26 @@ async def _override_active(app: App, telefone: str) -> Override | None:
     return Override(**row) if row else None
 
 
-async def _cache_override(app: App, telefone: str) -> None:
+async def _override_cached(app: App, telefone: str) -> bool:
+    """On a doctor-limit denial: is an override active in Postgres? If so, put its Redis
+    flag back. If Postgres cannot say, the limit stands (the strict answer)."""
+    try:
+        return await _cache_override(app, telefone)
+    except REDIS_ERRORS:
+        raise
+    except Exception as exc:
+        log.warning("ratelimit.override_unknown", error=str(exc))
+        return False
+
+
+async def _cache_override(app: App, telefone: str) -> bool:
     found = await _override_active(app, telefone)
-    if found is not None:
-        ms = int((found.ate - app.clock.now()).total_seconds() * 1000)
-        if ms > 0:
-            await app.redis.set(_keys(app, telefone, "")[4], found.id, px=ms)
+    if found is None:
+        return False
+    ms = int((found.ate - app.clock.now()).total_seconds() * 1000)
+    if ms > 0:
+        await app.redis.set(_keys(app, telefone, "")[4], found.id, px=ms)
+    return ms > 0
 
 
 async def override(
