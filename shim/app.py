@@ -64,8 +64,10 @@ class Metrics:
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, or :class:`PayloadTooLarge` as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body over {limit} bytes")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"body over {limit} bytes")
+        return await request.body()  # the server holds the body to its declared length
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from shim.app import create_app
 
-from julia import inbox
+from julia import inbox, logs
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.inbox import consumer
@@ -35,6 +35,12 @@ def upsert(text: str, number: str = "5511987654321", **key: Any) -> dict[str, An
     } | key
     body["data"]["message"] = {"conversation": text}
     return body
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> None:
+    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
+    logs.configure("INFO", "json")
 
 
 @pytest.fixture

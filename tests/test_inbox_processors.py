@@ -15,6 +15,7 @@ import httpx
 import pytest
 from shim.app import create_app
 
+from julia import logs
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.fila.queue import NewMessage, enqueue
@@ -42,6 +43,12 @@ def upsert(text: str | None = None, number: str = PHONE[1:], **key: Any) -> dict
     } | key
     body["data"]["message"] = {"conversation": text}
     return body
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> None:
+    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
+    logs.configure("INFO", "json")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from shim.app import create_app
 
+from julia import logs
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.inbox import chatwoot_signature
@@ -28,6 +29,12 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 TOKEN = "webhook-secret-for-tests-0123456789"
 CHATWOOT_SECRET = "chatwoot-secret-for-tests"
 AUTH = {"X-Webhook-Token": TOKEN}
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> None:
+    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
+    logs.configure("INFO", "json")
 
 
 @pytest.fixture
@@ -455,3 +462,21 @@ def test_shim_serve_with_uvicorn(env: dict[str, str], tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_group_commit_keeps_one_bad_body_from_failing_its_batch(
+    client: httpx.AsyncClient, app: App
+) -> None:
+    def body(i: int, text: str) -> bytes:
+        b = fixture("evolution_messages_upsert_text.json")
+        b["data"]["key"]["id"] = f"BATCH{i}"
+        b["data"]["message"]["conversation"] = text
+        return json.dumps(b).encode()
+
+    bodies = [body(i, "oi") for i in range(50)] + [body(99, "nul \u0000 here")]
+    answers = await asyncio.gather(
+        *(client.post("/webhooks/evolution", content=b, headers=AUTH) for b in bodies)
+    )
+    assert [a.status_code for a in answers] == [200] * 50 + [400]
+    stored = await rows(app)
+    assert [r["provider_message_id"] for r in stored] == [f"BATCH{i}" for i in range(50)]

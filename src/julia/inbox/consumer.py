@@ -65,7 +65,7 @@ SELECT id, provider, instance, provider_message_id, telefone, remote_jid, from_m
        tipo, texto, midia, push_name, received_at, attempts
 FROM mensagens_recebidas
 WHERE conversa_key = %s AND status = 'pendente' AND kind = 'mensagem'
-ORDER BY id
+ORDER BY COALESCE(provider_ts, received_at), id  -- WhatsApp's order, then arrival
 """
 
 

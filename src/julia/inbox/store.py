@@ -1,9 +1,10 @@
 """The inbox: every inbound event stored before the webhook is answered, once.
 
 ``accept`` is the shim's whole job after authentication and parsing. A message is
-one ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` on the unique
-(provider, provider_message_id): concurrent deliveries of the same message race
-on that key and exactly one wins; the others are answered ``duplicate``. Redis is
+written by ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on the unique
+(provider, provider_message_id), group-committed with the other webhooks in flight
+(:mod:`julia.inbox.writer`): concurrent deliveries of the same message race on that
+key and exactly one wins; the others are answered ``duplicate``. Redis is
 not on this path, so the inbox keeps accepting while Redis is down.
 
 Message status is a small state machine (:data:`TRANSITIONS`); the worker moves
@@ -17,12 +18,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from julia import audit
 from julia.app import App
 from julia.errors import Conflict, InvalidInput, InvalidPayload, NotFound
-from julia.inbox.events import Ack, ConnectionEvent, Event, Ignored, InboundMessage
+from julia.inbox.events import Ack, Event, Ignored, InboundMessage
+from julia.inbox.writer import InboxWriter, row_of
 from julia.logs import get_logger
 
 log = get_logger(__name__)
@@ -36,14 +37,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "ignorada": frozenset({"pendente"}),
 }
 
-_INSERT_MESSAGE = """
-INSERT INTO mensagens_recebidas (provider, instance, provider_message_id, evento, kind, telefone,
-    remote_jid, conversa_key, from_me, is_group, tipo, texto, midia, push_name, provider_ts,
-    received_at, payload)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
-ON CONFLICT (provider, provider_message_id) DO NOTHING
-RETURNING id
-"""
 _INSERT_ACK = """
 INSERT INTO mensagens_acks (provider, instance, provider_message_id, status, remote_jid, from_me,
     at, payload)
@@ -85,33 +78,37 @@ async def accept(app: App, events: list[Event], raw: str) -> AcceptResult:
     stored_any = False
     ignored_reason: str | None = None
     now = app.clock.now()
+    writer = InboxWriter.of(app)
     try:
-        async with app.pool.connection() as conn:
-            for ev in events:
-                if isinstance(ev, InboundMessage):
-                    cur = await conn.execute(_INSERT_MESSAGE, _message_params(ev, now, raw))
-                elif isinstance(ev, Ack):
+        for ev in events:
+            if isinstance(ev, InboundMessage):
+                new_id = await writer.insert(row_of(ev, now, raw))
+                if new_id is None:
+                    result.duplicates += 1
+                else:
+                    stored_any = True
+                    result.stored.append(new_id)
+                continue
+            if isinstance(ev, Ignored):
+                ignored_reason = ignored_reason or ev.reason
+                continue
+            async with app.pool.connection() as conn:
+                if isinstance(ev, Ack):
                     cur = await conn.execute(
                         _INSERT_ACK,
                         (ev.provider, ev.instance, ev.provider_message_id, ev.status,
                          ev.remote_jid, ev.from_me, now, raw),
                     )  # fmt: skip
-                elif isinstance(ev, ConnectionEvent):
+                else:
                     cur = await conn.execute(
                         _INSERT_CONNECTION,
                         (ev.provider, ev.instance, ev.state, ev.status_reason, now, raw),
                     )
-                else:
-                    assert isinstance(ev, Ignored)
-                    ignored_reason = ignored_reason or ev.reason
-                    continue
                 row = await cur.fetchone()
-                if row is None:
-                    result.duplicates += 1
-                else:
-                    stored_any = True
-                    if isinstance(ev, InboundMessage):
-                        result.stored.append(row["id"])
+            if row is None:
+                result.duplicates += 1
+            else:
+                stored_any = True
     except (psycopg.DataError, ValueError) as exc:
         # e.g. \u0000 in the JSON, which jsonb and text cannot hold.
         raise InvalidPayload(f"payload cannot be stored: {type(exc).__name__}") from None
@@ -122,28 +119,6 @@ async def accept(app: App, events: list[Event], raw: str) -> AcceptResult:
     else:
         result.reason = ignored_reason or "nothing to store"
     return result
-
-
-def _message_params(ev: InboundMessage, now: datetime, raw: str) -> tuple[Any, ...]:
-    return (
-        ev.provider,
-        ev.instance,
-        ev.provider_message_id,
-        ev.evento,
-        ev.kind,
-        ev.telefone,
-        ev.remote_jid,
-        ev.conversa_key,
-        ev.from_me,
-        ev.is_group,
-        ev.tipo,
-        ev.texto,
-        Jsonb(ev.midia) if ev.midia is not None else None,
-        ev.push_name,
-        ev.provider_ts,
-        now,
-        raw,
-    )
 
 
 # --- reading and operator actions ---------------------------------------------
