@@ -15,7 +15,7 @@ from typing import Any
 
 from julia import audit
 from julia.app import App
-from julia.chips import alerts, lifecycle, pool, scoring, trust
+from julia.chips import alerts, lifecycle, pool, scoring, selection, trust
 from julia.errors import GatewayError, JuliaError
 from julia.logs import get_logger
 
@@ -23,8 +23,7 @@ log = get_logger(__name__)
 
 #: Statuses whose connection the sync follows (a provisioned chip has no session yet).
 SYNCED = ("pending", "warming", "ready", "active", "degraded")
-#: Gateway states meaning connected (Evolution ``open``; Z-API ``connected``).
-CONNECTED_STATES = frozenset({"open", "connected"})
+CONNECTED_STATES = selection.CONNECTED_STATES
 
 
 # --- gateway sync ---------------------------------------------------------------
@@ -72,6 +71,24 @@ async def record_connection(app: App, chip: pool.Chip, state: str, at: datetime)
     return False
 
 
+async def apply_connection_events(app: App) -> int:
+    """Apply the ``connection.update`` webhooks the inbox stored since each chip's last
+    observation (``gateway_conexoes``); returns how many chips changed. The selection
+    already reads them directly, so a disconnection is honoured at once."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT c.id, g.state, g.at FROM chips c JOIN gateway_conexoes g"
+            " ON g.provider = c.provider AND g.instance = c.instance"
+            " WHERE c.last_sync_at IS NULL OR g.at > c.last_sync_at"
+        )
+        rows = list(await cur.fetchall())
+    changed = 0
+    for r in rows:
+        chip = await pool.get(app, r["id"])
+        changed += await record_connection(app, chip, r["state"], r["at"])
+    return changed
+
+
 async def on_connection_event(app: App, instance: str, state: str) -> bool:
     """A ``connection.update`` webhook for ``instance`` (called by the inbox): applied at
     once. Unknown instances are ignored (False)."""
@@ -86,6 +103,7 @@ async def sync(app: App) -> SyncReport:
     """Ask the gateway for the connection state of every chip in use; alert when more
     than ``JULIA_CHIP_DISCONNECTED_ALERT_RATIO`` of them are disconnected."""
     report = SyncReport()
+    await apply_connection_events(app)
     now = app.clock.now()
     for chip in await pool.list_chips(app, with_circuit=False):
         if chip.status not in SYNCED:
@@ -149,6 +167,7 @@ async def monitor(app: App) -> MonitorReport:
     """Demote unhealthy active chips (conversations migrate), graduate warmed-up chips,
     and promote ready chips to keep ``JULIA_CHIP_POOL_MIN_ACTIVE`` active."""
     report = MonitorReport()
+    await apply_connection_events(app)
     now = app.clock.now()
     for chip in await pool.list_chips(app, with_circuit=False):
         if chip.status == "active":

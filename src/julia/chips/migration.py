@@ -97,13 +97,23 @@ async def _move_one(
     if to_chip is not None:
         await conn.execute(
             "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)"
-            " SELECT %(medico)s, %(to)s, coalesce(sum(enviadas), 0), coalesce(sum(respostas), 0),"
-            " %(now)s FROM chip_afinidade WHERE medico_id = %(medico)s AND chip_id = %(from)s"
+            " SELECT %(medico)s, %(to)s, coalesce(sum(a.enviadas), 0),"
+            " coalesce(sum(a.respostas), 0) + (SELECT count(*) FROM mensagens_recebidas r"
+            "   JOIN chips c ON c.instance = r.instance WHERE c.id = %(from)s"
+            "   AND r.telefone = %(tel)s AND r.kind = 'mensagem' AND NOT r.from_me),"
+            " %(now)s FROM chip_afinidade a WHERE a.medico_id = %(medico)s"
+            " AND a.chip_id = %(from)s"
             " ON CONFLICT (medico_id, chip_id) DO UPDATE SET"
             " enviadas = chip_afinidade.enviadas + EXCLUDED.enviadas,"
             " respostas = chip_afinidade.respostas + EXCLUDED.respostas,"
             " last_at = EXCLUDED.last_at",
-            {"medico": v["medico_id"], "to": to_chip, "from": from_chip, "now": now},
+            {
+                "medico": v["medico_id"],
+                "to": to_chip,
+                "from": from_chip,
+                "now": now,
+                "tel": v["telefone"],
+            },
         )
         await conn.execute(
             "DELETE FROM chip_afinidade WHERE medico_id = %s AND chip_id = %s",

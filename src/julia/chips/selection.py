@@ -22,7 +22,7 @@ was kept or left out, the chip chosen (or none), why, and whether in emergency.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +47,8 @@ EMERGENCIES = Counter(
     "julia_chip_emergency_selections", "Selections made in emergency mode.", ["tipo"]
 )
 
+#: Gateway states meaning connected (Evolution ``open``; Z-API ``connected``).
+CONNECTED_STATES = frozenset({"open", "connected"})
 #: Rate-limit classes of the queue's message types (humano/sistema count like replies).
 RATE_TIPO = {"prospeccao": "prospeccao", "campanha": "campanha", "followup": "followup"}
 #: Limits that are the same whichever chip sends: no point trying another chip.
@@ -107,8 +109,14 @@ class Selection:
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Affinity: the replies this doctor sent to each chip's instance (the inbox), plus those
+# carried over by a conversation migration. Connection: a connection.update webhook newer
+# than the last sync wins (the inbox stores it; see julia.chips.health).
 _CANDIDATES = """
-SELECT c.*, coalesce(a.respostas, 0) AS afinidade,
+SELECT c.*, coalesce(a.respostas, 0)
+       + (SELECT count(*) FROM mensagens_recebidas r WHERE r.telefone = %(tel)s
+          AND r.instance = c.instance AND r.kind = 'mensagem' AND NOT r.from_me) AS afinidade,
+       g.state AS webhook_state, g.at AS webhook_at,
        (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
           AND e.at > %(day)s)
        + (SELECT count(*) FROM chip_selection_log l WHERE l.chosen_chip = c.id
@@ -119,16 +127,19 @@ SELECT c.*, coalesce(a.respostas, 0) AS afinidade,
           AND e.proactive AND e.at > %(day)s) AS proactive_24h
 FROM chips c
 LEFT JOIN chip_afinidade a ON a.chip_id = c.id AND a.medico_id = %(medico)s
+LEFT JOIN gateway_conexoes g ON g.provider = c.provider AND g.instance = c.instance
 WHERE c.status IN ('active', 'ready')
 ORDER BY c.id
 """
 
 
-async def _candidates(app: App, medico_id: int | None, now: datetime) -> list[Candidate]:
+async def _candidates(
+    app: App, medico_id: int | None, telefone: str, now: datetime
+) -> list[Candidate]:
     async with app.pool.connection() as conn:
         cur = await conn.execute(
             _CANDIDATES,
-            {"medico": medico_id, "day": now - timedelta(hours=24),
+            {"medico": medico_id, "tel": telefone, "day": now - timedelta(hours=24),
              "hour": now - timedelta(hours=1), "pending": now - PENDING_WINDOW},
         )  # fmt: skip
         rows = await cur.fetchall()
@@ -136,7 +147,11 @@ async def _candidates(app: App, medico_id: int | None, now: datetime) -> list[Ca
     for r in rows:
         afinidade, sent = int(r.pop("afinidade")), int(r.pop("sent_24h"))
         p1h, p24h = int(r.pop("proactive_1h")), int(r.pop("proactive_24h"))
-        out.append(Candidate(pool.Chip(**r), afinidade, sent, p1h, p24h))
+        state, at = r.pop("webhook_state"), r.pop("webhook_at")
+        chip = pool.Chip(**r)
+        if at is not None and (chip.last_sync_at is None or at > chip.last_sync_at):
+            chip = replace(chip, connected=state in CONNECTED_STATES, connection_state=state)
+        out.append(Candidate(chip, afinidade, sent, p1h, p24h))
     return out
 
 
@@ -229,7 +244,7 @@ async def select(
     now; the selection log has the row either way."""
     now = app.clock.now()
     normal = threshold_for(tipo, app)
-    candidates = await _candidates(app, medico_id, now)
+    candidates = await _candidates(app, medico_id, telefone, now)
     conv_chip = await _conversation_chip(app, conversa_id, medico_id)
     emergency = False
     threshold = normal
