@@ -11,7 +11,9 @@
     │   ├── InvalidPhone            not a possible Brazilian phone number
     │   └── ImportRejected          a file with bad rows (carries every bad row)
     ├── NotFound                    no such row (a doctor, a vaga, a message...)
-    └── Conflict                    the action is not allowed in the current state
+    ├── Conflict                    the action is not allowed in the current state
+    │   └── LockNotAcquired         a distributed lock is held by someone else
+    └── CircuitOpen                 a circuit breaker refused the call (name, retry_at)
 
 The CLI maps each class to one line on stderr and ``exit_code``; the shim to an
 HTTP status. Later capabilities add their branches here.
