@@ -283,3 +283,27 @@ async def test_a_scheduled_message_waits_for_its_time(
     assert (await run_once(sandbox_app)).claimed == 0
     clock.advance(due.total_seconds())
     assert (await run_once(sandbox_app)).sent == 1
+
+
+async def test_a_worker_that_cannot_renew_its_lease_stops_sending(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    keeper = send.LeaseKeeper(app, "w1")
+    ids = (
+        await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(2)])
+    ).ids
+    batch = await queue.claim(app, "w1", 10)
+    clock.advance(app.settings.fila_lease_s * 0.7)  # no renewal got through meanwhile
+    report = await send.process_batch(app, "w1", batch, lease=keeper)
+    assert report.sent == 0 and report.rescheduled == 2
+    for i in ids:
+        m = await queue.get(app, i)
+        assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)
+    assert sandbox(app, "/_sandbox/messages") == []
+    batch = await queue.claim(app, "w1", 10)
+    clock.advance(app.settings.fila_lease_s * 0.5)
+    await keeper.extend()  # renewed: the leases moved and sending resumes
+    leases = [(await queue.get(app, i)).lease_ate for i in ids]
+    assert leases == [clock.now() + timedelta(seconds=app.settings.fila_lease_s)] * 2
+    assert (await send.process_batch(app, "w1", batch, lease=keeper)).sent == 2

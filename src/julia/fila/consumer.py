@@ -3,6 +3,8 @@
 It wakes on ``LISTEN julia_fila`` (every enqueue NOTIFYs) and also polls every
 ``JULIA_WORKER_POLL_INTERVAL_S``, keeps up to two claimed batches in flight
 (claiming the next while the current one sends) under one concurrency limit,
+renews its leases every third of ``JULIA_FILA_LEASE_S`` (and sends nothing once
+it could not renew them in time),
 and, at start and every ``JULIA_WORKER_RESCUE_INTERVAL_S``, rescues expired
 leases, reconciles uncertain sends and expires stale messages. When ``stop`` is
 set it claims nothing more, gives in-flight sends ``JULIA_WORKER_GRACE_S`` to
@@ -87,10 +89,12 @@ async def run(app: App, stop: asyncio.Event, worker_id: str) -> None:
     gate = asyncio.Semaphore(s.worker_concurrency)
     wake = asyncio.Event()
     in_flight: set[asyncio.Task[Any]] = set()
+    lease = send.LeaseKeeper(app, worker_id)
     await maintain(app)
     side = [
         asyncio.create_task(listen(app, wake), name="fila-listen"),
         asyncio.create_task(_maintenance_loop(app), name="fila-maintenance"),
+        asyncio.create_task(lease.run(), name="fila-lease"),
     ]
     stopping = asyncio.create_task(stop.wait())
     try:

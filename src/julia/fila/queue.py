@@ -396,6 +396,18 @@ async def mark_send_started(
         return {r["id"] for r in await cur.fetchall()}
 
 
+async def extend_leases(app: App, worker_id: str) -> int:
+    """Push back the lease of everything this worker holds (a long batch keeps it)."""
+    now = app.clock.now()
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE fila_mensagens SET lease_ate = %s"
+            " WHERE status = 'processando' AND lease_owner = %s RETURNING id",
+            (now + timedelta(seconds=app.settings.fila_lease_s), worker_id),
+        )
+        return len(await cur.fetchall())
+
+
 # --- finishing an attempt ------------------------------------------------------
 
 _FINISH = """

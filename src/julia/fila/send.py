@@ -177,6 +177,42 @@ async def numbers_on_whatsapp(app: App, route: Route, numbers: list[str]) -> dic
 # --- one batch -----------------------------------------------------------------
 
 
+class LeaseKeeper:
+    """A worker's lower bound on how long it still holds what it claimed.
+
+    Every ``JULIA_FILA_LEASE_S / 3`` it pushes the leases back; a send is only
+    started while the last successful push is recent enough (a third of the lease
+    is kept as margin for clock skew). If Postgres is unreachable the pushes fail,
+    the bound runs out, and the worker stops sending: a rescuer may take over
+    without the two ever sending the same message.
+    """
+
+    def __init__(self, app: App, worker_id: str) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self.valid_until = self._horizon()
+
+    def _horizon(self) -> datetime:
+        return self.app.clock.now() + timedelta(seconds=self.app.settings.fila_lease_s * 2 / 3)
+
+    def valid(self) -> bool:
+        return self.app.clock.now() < self.valid_until
+
+    async def extend(self) -> None:
+        horizon = self._horizon()
+        try:
+            await queue.extend_leases(self.app, self.worker_id)
+        except Exception as exc:
+            log.error("fila.lease_extend_failed", worker=self.worker_id, error=str(exc))
+        else:
+            self.valid_until = horizon
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.app.settings.fila_lease_s / 3)
+            await self.extend()
+
+
 @dataclass
 class BatchReport:
     claimed: int = 0
@@ -282,6 +318,7 @@ async def process_batch(
     concurrency: int | None = None,
     gate: asyncio.Semaphore | None = None,
     rng: random.Random | None = None,
+    lease: LeaseKeeper | None = None,
 ) -> BatchReport:
     """Run the guardrails and the sends of one claimed batch, and record every outcome."""
     report = BatchReport(claimed=len(batch))
@@ -353,7 +390,13 @@ async def process_batch(
 
     async def one(m: Mensagem) -> None:
         async with gate:
-            result, outcome = await _send_one(app, m, routes[m.id], rng)
+            if lease is not None and not lease.valid():  # the lease may be gone: do not send
+                why = "lease not renewed in time; not sent"
+                result = Result(m.id, Status.PENDENTE, Outcome.RELEASED, motivo=why,
+                                proxima=now, give_back_attempt=True)  # fmt: skip
+                outcome = SendOutcome(m, routes[m.id], result.status, result.outcome, None, None)
+            else:
+                result, outcome = await _send_one(app, m, routes[m.id], rng)
         results[m.id] = result
         outcomes.append(outcome)
         if result.status != Status.ENVIADA and not _maybe_sent(outcome.error):
