@@ -480,3 +480,78 @@ async def test_group_commit_keeps_one_bad_body_from_failing_its_batch(
     assert [a.status_code for a in answers] == [200] * 50 + [400]
     stored = await rows(app)
     assert [r["provider_message_id"] for r in stored] == [f"BATCH{i}" for i in range(50)]
+
+
+async def test_postgres_down_is_503_never_500(settings: Settings) -> None:
+    async with App.open(settings, clock=FrozenClock()) as julia:
+        await julia.pool.close()  # Postgres "goes away"
+        transport = httpx.ASGITransport(app=create_app(julia=julia))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shim") as c:
+            ready = await c.get("/health/ready")
+            assert ready.status_code == 503 and ready.json()["postgres"].startswith("unavailable")
+            body = (FIXTURES / "evolution_messages_upsert_text.json").read_bytes()
+            r = await c.post("/webhooks/evolution", content=body, headers=AUTH)
+            assert r.status_code == 503  # the gateway retries later
+            close = (FIXTURES / "evolution_connection_update_close.json").read_bytes()
+            r = await c.post("/webhooks/evolution", content=close, headers=AUTH)
+            assert r.status_code == 503
+
+
+@pytest.mark.slow
+def test_sandbox_to_shim_to_turn_over_real_http(env: dict[str, str], settings: Settings) -> None:
+    """The sandbox gateway posts a doctor's message to ``julia shim serve`` (a real process);
+    the consumer (real clock) turns it into a turn, calling the sandbox for presence."""
+    import socket
+    import subprocess
+    import sys
+
+    from julia.clock import Clock
+    from julia.gateways.evolution import EvolutionGateway
+    from julia.inbox import consumer
+    from julia.sandbox.gateway import running
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    shim_url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "julia"), "shim", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{shim_url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "shim did not start"
+                time.sleep(0.1)
+        with running(webhook_url=f"{shim_url}/webhooks/evolution") as (sandbox_url, _state):
+            sent = httpx.post(f"{sandbox_url}/_sandbox/incoming",
+                              json={"instance": "chip1", "number": "5511987654321",
+                                    "text": "oi, tem plantão sábado?"})  # fmt: skip
+            assert sent.json()["webhook_status"] == 200
+            again = httpx.post(f"{sandbox_url}/_sandbox/incoming",
+                               json={"instance": "chip1", "number": "5511987654321",
+                                     "text": "x", "id": sent.json()["payload"]["data"]["key"][
+                                         "id"]})  # fmt: skip
+            assert again.json()["webhook_status"] == 200  # a retry: duplicate, still 200
+
+            async def process() -> consumer.Turn | None:
+                quick = settings.model_copy(
+                    update={"inbox_debounce_s": 0.0, "business_days": list(range(7)),
+                            "business_hours_start": "00:00", "business_hours_end": "23:59:59"}
+                )  # fmt: skip
+                async with App.open(quick, clock=Clock()) as app:
+                    app.extensions["gateways"] = {
+                        "evolution": EvolutionGateway(app.http, sandbox_url, None)
+                    }
+                    return await consumer.step(app, "e2e")
+
+            turn = asyncio.run(process())
+        assert turn is not None and turn.status == "aguardando_resposta"
+        assert len(turn.mensagens) == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)
