@@ -272,3 +272,28 @@ async def test_redis_down_keeps_breakers_working_locally_and_postgres_down_too(
             assert (await b.status()).state == "closed"
     finally:
         local.stop_redis(home)
+
+
+async def test_the_gateway_error_family_is_classified_by_its_attributes(app: App) -> None:
+    from julia import errors
+
+    svc = breakers(app).get("evolution")
+    chip = breakers(app).chip(3)
+    assert svc.classify(errors.GatewayTimeout()) == ("ignore", "timeout")
+    assert svc.classify(errors.GatewayNetworkError()) == ("fail", "network")
+    assert svc.classify(errors.GatewayServerError(status=503)) == ("fail", "http_503")
+    assert svc.classify(errors.GatewayForbidden(status=403)) == ("ignore", "http_403")
+    assert chip.classify(errors.GatewayForbidden(status=403)) == ("fail", "http_403")
+    assert chip.classify(errors.GatewayRateLimited(status=429)) == ("fail", "http_429")
+    assert chip.classify(errors.GatewayNotFound(status=404)) == ("ignore", "http_404")
+
+
+async def test_transitions_are_counted_in_prometheus(app: App) -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"name": "chip:99", "from_state": "closed", "to_state": "open"}
+    before = REGISTRY.get_sample_value("julia_circuit_transitions_total", labels) or 0
+    b = breakers(app).get("chip:99", config=BreakerConfig(failure_threshold=1))
+    await fail_with(b, GatewayFailure(500))
+    assert REGISTRY.get_sample_value("julia_circuit_transitions_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("julia_circuit_state", {"name": "chip:99"}) == 2

@@ -168,9 +168,14 @@ async def test_retry_gives_up_after_attempts_and_on_permanent_errors(app: App) -
 
 
 def test_what_is_retryable() -> None:
+    from julia import errors
+
     assert retryable(httpx.ConnectError("x")) and retryable(httpx.ReadTimeout("x"))
     assert retryable(Flaky(429)) and retryable(Flaky(502))
     assert not retryable(Flaky(403)) and not retryable(ValueError())
+    # the gateway errors say it themselves
+    assert retryable(errors.GatewayServerError(status=502))
+    assert not retryable(errors.GatewayBadRequest(status=400))
 
 
 async def test_retry_after_hint_is_honoured_within_the_cap(app: App, clock: FrozenClock) -> None:

@@ -81,10 +81,14 @@ def budget(app: App, name: str) -> RetryBudget:
 
 
 def retryable(exc: BaseException) -> bool:
-    """Default: timeouts, network errors, 5xx and 429 are worth retrying; a refusal by
-    an open breaker and other 4xx are not. Reads ``kind``/``status_code`` attributes."""
+    """Default: an error's own boolean ``retryable`` attribute if it has one; otherwise
+    timeouts, network errors, 5xx and 429 are worth retrying, other 4xx are not. A
+    refusal by an open breaker never is. Reads ``kind``/``status_code`` attributes."""
     if isinstance(exc, CircuitOpen):
         return False
+    explicit = getattr(exc, "retryable", None)
+    if isinstance(explicit, bool):  # the error knows (e.g. julia.errors.GatewayError)
+        return explicit
     if getattr(exc, "kind", None) in ("timeout", "network", "connection"):
         return True
     status = status_code_of(exc)
@@ -106,7 +110,7 @@ async def retry(
 ) -> T:
     """``await fn()``, retrying what ``retry_on`` accepts, up to ``attempts`` calls in all,
     while ``name``'s budget allows. The last error is re-raised unchanged. An error with a
-    ``retry_after`` (seconds) attribute waits at least that long (still capped)."""
+    ``retry_after``/``retry_after_s`` (seconds) attribute waits at least that long (capped)."""
     s = app.settings
     attempts = attempts or s.retry_attempts
     base_s = base_s or s.retry_base_s
@@ -124,7 +128,7 @@ async def retry(
                 log.warning("retry.budget_exhausted", name=name, error=type(exc).__name__)
                 raise
             delay = backoff_delay(attempt, base_s=base_s, cap_s=cap_s, rng=rng)
-            hint = getattr(exc, "retry_after", None)
+            hint = getattr(exc, "retry_after", None) or getattr(exc, "retry_after_s", None)
             if isinstance(hint, int | float):
                 delay = min(cap_s, max(delay, float(hint)))
             log.info(
