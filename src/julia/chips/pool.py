@@ -344,3 +344,17 @@ async def _with_counts(app: App, chips: list[Chip]) -> list[Chip]:
             )
         )
     return out
+
+
+async def prune(app: App, *, older_than_days: float = 30.0) -> dict[str, int]:
+    """Delete chip events and selection log rows older than ``older_than_days`` (the
+    trust window needs 7 days); transitions, migrations and trust history are kept."""
+    if older_than_days < 8:
+        raise InvalidInput("keep at least 8 days: the trust score reads 7")
+    before = app.clock.now() - timedelta(days=older_than_days)
+    out = {}
+    async with app.pool.connection() as conn:
+        for table in ("chip_eventos", "chip_selection_log"):
+            cur = await conn.execute(f"DELETE FROM {table} WHERE at < %s", (before,))
+            out[table] = cur.rowcount
+    return out
