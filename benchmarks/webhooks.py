@@ -173,6 +173,24 @@ async def open_loop(
     return len(requests) / (time.perf_counter() - start), tally
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a process and its children (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == root or ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -214,7 +232,7 @@ def start_shim(url: str, redis_url: str, port: int, workers: int) -> subprocess.
         time.sleep(0.1)
 
 
-async def bench(port: int, args: argparse.Namespace) -> dict[str, Any]:
+async def bench(port: int, args: argparse.Namespace, shim_pid: int) -> dict[str, Any]:
     bodies = Bodies(port)
     sent = accepted = errors = 0
 
@@ -227,11 +245,15 @@ async def bench(port: int, args: argparse.Namespace) -> dict[str, Any]:
     _, warm = await closed_loop(port, bodies.take(2000), args.connections)
     count(warm)
     capacity: list[float] = []
+    cpu0, client0 = cpu_seconds(shim_pid), time.process_time()
     for _ in range(RUNS):
         rate, tally = await closed_loop(port, bodies.take(args.capacity), args.connections)
         count(tally)
         capacity.append(rate)
         print(f"capacity: {rate:,.0f} webhooks/s ({args.connections} connections)")
+    shim_ms = (cpu_seconds(shim_pid) - cpu0) * 1000 / (RUNS * args.capacity)
+    client_ms = (time.process_time() - client0) * 1000 / (RUNS * args.capacity)
+    print(f"CPU per webhook: shim {shim_ms:.3f} ms, load generator {client_ms:.3f} ms")
     p50s, p99s, achieved = [], [], []
     for _ in range(RUNS):
         requests = bodies.take(int(args.rate * args.seconds))
@@ -250,6 +272,8 @@ async def bench(port: int, args: argparse.Namespace) -> dict[str, Any]:
         "sustained_achieved_per_s": round(statistics.median(achieved)),
         "p50_ms": round(statistics.median(p50s), 2),
         "p99_ms": round(statistics.median(p99s), 2),
+        "shim_cpu_ms_per_webhook": round(shim_ms, 3),
+        "client_cpu_ms_per_webhook": round(client_ms, 3),
         "sent": sent,
         "accepted": accepted,
         "errors": errors,
@@ -281,7 +305,7 @@ def main() -> None:
     try:
         asyncio.run(migrations.migrate(url))
         proc = start_shim(url, endpoints.redis_url, port, args.workers)
-        figures = asyncio.run(bench(port, args))
+        figures = asyncio.run(bench(port, args, proc.pid))
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*), count(DISTINCT provider_message_id)"
                                " FROM mensagens_recebidas").fetchone()  # fmt: skip
