@@ -32,8 +32,7 @@ async def list_(
         return
     render.table(
         (
-            r.as_dict()
-            | {"telefone": render.mask(r.telefone), "texto": (r.texto or "")[:40]}
+            r.as_dict() | {"telefone": render.mask(r.telefone), "texto": (r.texto or "")[:40]}
             for r in rows
         ),
         ["id", "provider", "telefone", "tipo", "texto", "status", "attempts", "received_at"],
