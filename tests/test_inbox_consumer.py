@@ -256,3 +256,29 @@ async def test_a_dead_workers_lease_expires(
     assert await consumer.step(app, "w2") is None  # leased by the dead worker
     clock.advance(app.settings.inbox_lease_s + 1)
     assert await consumer.step(app, "w2") is not None
+
+
+async def test_a_long_turn_keeps_its_lease(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock, settings: Settings
+) -> None:
+    app.settings = settings.model_copy(update={"inbox_lease_s": 0.3})
+    recorder = Recorder(hold="+5511987654321")
+    await post(client, upsert("oi"))
+    clock.advance(5)
+    turn = asyncio.create_task(consumer.step(app, "slow", [recorder, *default_processors()]))
+    await wait_for(recorder.holding)
+
+    async def expires_at() -> Any:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute("SELECT expires_at FROM inbox_leases")
+            return (await cur.fetchone())["expires_at"]
+
+    first = await expires_at()
+    clock.advance(0.2)
+    while await expires_at() == first:  # noqa: ASYNC110 (a DB row: no event to await)
+        await asyncio.sleep(0.02)
+    clock.advance(0.2)  # past the first expiry, not the renewed one
+    assert await consumer.claim(app, "other") is None
+    recorder.release.set()
+    done = await turn
+    assert done is not None and done.status == "aguardando_resposta"

@@ -128,11 +128,31 @@ async def step(
         return None
     ids = tuple(r["id"] for r in rows)
     ctx = TurnContext.of(key, (_message(r) for r in rows))
+    renewal = asyncio.create_task(_renew(app, key, worker_id))
     try:
         result = await run_pipeline(app, ctx, processors or default_processors())
     except Exception as exc:
         return await _fail(app, key, worker_id, ids, max(r["attempts"] for r in rows), exc)
+    finally:
+        renewal.cancel()
     return await _finish(app, key, worker_id, ids, result)
+
+
+async def _renew(app: App, key: str, worker_id: str) -> None:
+    """Keep the lease while a long turn runs (the agent may take a while)."""
+    every = app.settings.inbox_lease_s / 3
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with app.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE inbox_leases SET expires_at = %s"
+                    " WHERE conversa_key = %s AND worker_id = %s",
+                    (app.clock.now() + timedelta(seconds=app.settings.inbox_lease_s), key,
+                     worker_id),
+                )  # fmt: skip
+        except Exception as exc:  # the finish step notices a lost lease
+            log.warning("inbox.lease_renew_failed", error=type(exc).__name__)
 
 
 def _message(row: dict[str, Any]) -> Message:
