@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -190,3 +191,21 @@ async def test_prune_keeps_the_trust_window(rl_app: App, clock: FrozenClock) -> 
     assert (await pool.prune(app))["chip_eventos"] == 1
     with pytest.raises(Exception, match="at least 8 days"):
         await pool.prune(app, older_than_days=3)
+
+
+async def test_the_scaled_limits_are_reserved_atomically(rl_app: App, clock: FrozenClock) -> None:
+    """Level × recovery caps hold in the rate limiter itself, not only in the pre-check."""
+    app = rl_app
+    (chip,) = await _chips(app, 90)
+    await _exec(app, "UPDATE chips SET restricao_em = %s WHERE id = %s",
+                clock.now() - timedelta(hours=12), chip.id)  # fmt: skip
+    results = await asyncio.gather(
+        *(selection.select(app, tipo="prospeccao", telefone=f"+55119777000{i:02d}")
+          for i in range(6)),
+        return_exceptions=True,
+    )  # fmt: skip
+    chosen = [r for r in results if isinstance(r, selection.Selection)]
+    refused = [r for r in results if isinstance(r, NoChipAvailable)]
+    assert len(chosen) == 2 and len(refused) == 4  # 10 % of 20 per hour
+    st = await ratelimit.status(app, chip_id=chip.id)
+    assert {u.limit: u.used for u in st.usage}["chip_hourly"] == 2

@@ -139,20 +139,18 @@ async def _move_one(
 async def _schedule_continuation(
     app: App, conn: AsyncConnection[Any], v: dict[str, Any], migration_id: int, now: datetime
 ) -> int | None:
-    """Queue the continuation message in the caller's transaction (idempotent per move)."""
-    cur = await conn.execute(
-        "INSERT INTO fila_mensagens (medico_id, telefone, conversa_id, tipo, texto, prioridade,"
-        " agendar_para, proxima_tentativa_em, max_tentativas, idempotency_key, created_at,"
-        " updated_at) VALUES (%(medico)s, %(tel)s, %(conversa)s, 'resposta', %(texto)s, 8,"
-        " %(now)s, %(now)s, %(max)s, %(key)s, %(now)s, %(now)s)"
-        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        {"medico": v["medico_id"], "tel": v["telefone"], "conversa": v["id"],
-         "texto": app.settings.chip_migration_texto, "now": now,
-         "max": app.settings.fila_max_tentativas, "key": f"chip-migration:{migration_id}"},
+    """Queue the continuation message in the caller's transaction (once per move)."""
+    from julia.fila.queue import NewMessage, enqueue
+
+    queued = await enqueue(
+        app,
+        NewMessage(
+            texto=app.settings.chip_migration_texto, tipo="resposta", medico_id=v["medico_id"],
+            conversa_id=v["id"], prioridade=8, idempotency_key=f"chip-migration:{migration_id}",
+        ),
+        conn=conn,
     )  # fmt: skip
-    row = await cur.fetchone()
-    await conn.execute("SELECT pg_notify('fila_mensagens', '')")
-    return int(row["id"]) if row else None
+    return queued.id
 
 
 async def list_migrations(

@@ -12,9 +12,9 @@
    it is unusable), then the chip the doctor already talks to (affinity weighted by
    the replies it obtained), then the least used in 24 h, then the highest trust.
 4. **Reservation**: candidates are tried in that order against the resilience rate
-   limiter (``ratelimit.take``: one atomic Redis check-and-take, Postgres fallback,
-   fail closed); the first that gets its slot is chosen. The caller gives the slot
-   back (``ratelimit.give_back``) if the send does not happen.
+   limiter (``ratelimit.take``: one atomic Redis check-and-take of the chip's scaled
+   limits, Postgres fallback, fail closed); the first that gets its slot is chosen.
+   The caller gives the slot back (``ratelimit.give_back``) if the send does not happen.
 
 Every selection writes one ``chip_selection_log`` row: each candidate with why it
 was kept or left out, the chip chosen (or none), why, and whether in emergency.
@@ -266,9 +266,11 @@ async def select(
     decision: ratelimit.Decision | None = None
     denials: list[ratelimit.Decision] = []
     for c in eligible:
+        lim = c.chip.limits(app)  # level × warming × recovery, enforced atomically
         d = await ratelimit.take(
-            app, tipo=RATE_TIPO.get(tipo, "resposta"), telefone=telefone, chip_id=c.chip.id
-        )
+            app, tipo=RATE_TIPO.get(tipo, "resposta"), telefone=telefone, chip_id=c.chip.id,
+            chip_limits=(lim.hourly, lim.daily),
+        )  # fmt: skip
         if d.allowed:
             chosen, decision = c, d
             break

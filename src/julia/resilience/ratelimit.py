@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -158,8 +158,12 @@ async def take(
     telefone: str,
     chip_id: object,
     rng: random.Random | None = None,
+    chip_limits: tuple[int, int] | None = None,
 ) -> Decision:
     """Check every limit for one outbound message and, if all pass, take its slots.
+
+    ``chip_limits`` (hourly, daily) replaces the per-chip proactive limits for this take
+    (the chip pool scales them by trust level, warming phase and recovery).
 
     Never raises for storage trouble: Redis, else Postgres, else a denial with
     ``limit="storage"``. Raises :class:`InvalidInput` for an unknown ``tipo`` or a bad phone."""
@@ -181,6 +185,8 @@ async def take(
                 )
             )  # fmt: skip
     lim = Limits.of(app)
+    if chip_limits is not None:
+        lim = replace(lim, chip_hourly=chip_limits[0], chip_daily=chip_limits[1])
     weight = lim.campanha_weight if tipo == "campanha" else 1
     gap_ms = round((rng or random).uniform(lim.gap_min_s, lim.gap_max_s) * 1000) if proactive else 0
     take_id = str(uuid.uuid4())
