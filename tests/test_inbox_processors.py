@@ -20,7 +20,7 @@ from julia.app import App
 from julia.clock import FrozenClock
 from julia.fila.queue import NewMessage, enqueue
 from julia.gateways.evolution import EvolutionGateway
-from julia.inbox import consumer
+from julia.inbox import consumer, turns_awaiting_reply
 from julia.inbox.consumer import Turn
 from julia.inbox.processors import default_processors, next_opening, texts
 from julia.sandbox.gateway import SandboxState
@@ -196,6 +196,12 @@ async def test_outside_hours_acknowledges_once_and_schedules_the_reply(
     turno = await one(app, "SELECT responder_apos FROM inbox_turnos ORDER BY id LIMIT 1")
     assert turno["responder_apos"] == datetime(2026, 1, 6, 11, 0, tzinfo=UTC)
     assert [f["texto"] for f in await fila(app)] == [texts.OUTSIDE_HOURS_ACK]
+    assert await turns_awaiting_reply(app) == []  # not before the opening
+    clock.set(datetime(2026, 1, 6, 11, 0, tzinfo=UTC))
+    assert [t["texto"] for t in await turns_awaiting_reply(app)] == [
+        "oi, tem plantão amanhã?",
+        "é para clínica médica",
+    ]
 
 
 async def test_auto_replies_are_not_answered(

@@ -15,7 +15,15 @@ from julia.errors import InvalidPayload
 from julia.inbox.auth import chatwoot_signature, verify_chatwoot, verify_gateway
 from julia.inbox.events import Ack, ConnectionEvent, Event, Ignored, InboundMessage
 from julia.inbox.parsing import parse_chatwoot, parse_evolution, parse_zapi, phone_from_jid
-from julia.inbox.store import AcceptResult, InboxRow, accept, get, list_inbox, replay
+from julia.inbox.store import (
+    AcceptResult,
+    InboxRow,
+    accept,
+    get,
+    list_inbox,
+    replay,
+    turns_awaiting_reply,
+)
 
 __all__ = [
     "AcceptResult",
@@ -35,6 +43,7 @@ __all__ = [
     "parse_zapi",
     "phone_from_jid",
     "replay",
+    "turns_awaiting_reply",
     "verify_chatwoot",
     "verify_gateway",
 ]

@@ -220,3 +220,18 @@ async def replay(
         )
     log.info("inbox.replayed", id=message_id, previous=row["status"])
     return InboxRow(**{k: v for k, v in (await get(app, message_id)).items()})
+
+
+async def turns_awaiting_reply(app: App, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Turns the agent should answer now: ``aguardando_resposta``, and ``agendado`` ones
+    whose ``responder_apos`` (the next business opening) has come. Oldest first."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, conversa_key, medico_id, conversa_id, mensagens, texto, status,"
+            " responder_apos, detalhes, created_at FROM inbox_turnos"
+            " WHERE status = 'aguardando_resposta'"
+            " OR (status = 'agendado' AND responder_apos <= %s)"
+            " ORDER BY id LIMIT %s",
+            (app.clock.now(), limit),
+        )
+        return list(await cur.fetchall())
