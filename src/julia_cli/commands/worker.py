@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 import typer
 
@@ -33,6 +34,17 @@ async def _serve(
     render.message(f"worker {wid} stopped")
 
 
+def _serve_blocking(*args: Any) -> None:
+    """Run the worker on uvloop when it is installed (faster sockets), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        asyncio.run(_serve(*args))
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(*args))
+
+
 @app.callback()
 def run(
     ctx: typer.Context,
@@ -59,7 +71,7 @@ def run(
     """Run the worker until SIGTERM/SIGINT: in-flight sends finish, the rest is released."""
     if ctx.invoked_subcommand is not None:
         return
-    _run(_serve, concurrency, batch_size, consumer, name)
+    _run(_serve_blocking, concurrency, batch_size, consumer, name)
 
 
 @app.command("status")
