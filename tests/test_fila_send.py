@@ -14,6 +14,7 @@ import pytest
 from julia import audit, medicos
 from julia.app import App
 from julia.clock import FrozenClock
+from julia.errors import Conflict
 from julia.fila import queue, send
 from julia.fila.queue import NewMessage
 from julia.fila.send import SendOutcome
@@ -216,8 +217,21 @@ async def test_without_a_gateway_history_uncertain_sends_wait_for_an_operator(
     app.settings = app.settings.model_copy(update={"gateway_provider": "zapi"})
     assert (await send.reconcile(app)).as_dict() == {"sent": 0, "requeued": 0, "held": 1}
     assert (await queue.get(app, r.id)).status == "incerta"
-    cancelled = await queue.cancel(app, r.id, motivo="checked by phone: it arrived")
-    assert cancelled.status == "cancelada"
+    settled = await queue.resolve_uncertain(app, r.id, sent=True, actor=audit.Actor("ana"))
+    assert (settled.status, settled.outcome, settled.motivo) == (
+        "enviada",
+        "SENT",
+        "confirmed sent by ana",
+    )
+    with pytest.raises(Conflict):
+        await queue.resolve_uncertain(app, r.id, sent=False)
+    other = await queue.enqueue(app, NewMessage("y", telefone=PHONE))
+    await queue.claim(app, "killed2", 1)
+    await queue.mark_send_started(app, "killed2", {other.id: ("zapi-1", None)})
+    clock.advance(app.settings.fila_lease_s + 1)
+    await queue.rescue(app)
+    again = await queue.resolve_uncertain(app, other.id, sent=False, actor=audit.Actor("ana"))
+    assert (again.status, again.send_started_at) == ("pendente", None)
 
 
 async def test_a_rate_limit_denial_reschedules_without_spending_an_attempt(

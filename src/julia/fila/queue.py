@@ -689,6 +689,42 @@ async def cancel(
     return await get(app, id)
 
 
+async def resolve_uncertain(
+    app: App, id: int, *, sent: bool, actor: audit.Actor | None = None, motivo: str | None = None
+) -> Mensagem:
+    """An operator settles an ``incerta`` message: it did arrive (→ ``enviada``) or
+    it did not (→ ``pendente``, sent again)."""
+    now = app.clock.now()
+    actor = actor or audit.Actor.of(app)
+    target = Status.ENVIADA if sent else Status.PENDENTE
+    async with app.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "SELECT status FROM fila_mensagens WHERE id = %s FOR UPDATE", (id,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no message with id {id} in the queue")
+        if row["status"] != Status.INCERTA:
+            raise Conflict(f"message {id} is {row['status']}, not incerta")
+        why = motivo or (
+            f"confirmed sent by {actor.name}" if sent else f"resend ordered by {actor.name}"
+        )
+        await conn.execute(
+            "UPDATE fila_mensagens SET status = %(to)s, outcome = %(outcome)s, motivo = %(why)s,"
+            " enviada_em = CASE WHEN %(sent)s THEN COALESCE(send_started_at, %(now)s) END,"
+            " send_started_at = CASE WHEN %(sent)s THEN send_started_at END,"
+            " proxima_tentativa_em = %(now)s, updated_at = %(now)s WHERE id = %(id)s",
+            {"to": target.value, "outcome": (Outcome.SENT if sent else Outcome.RETRY).value,
+             "why": why, "sent": sent, "now": now, "id": id},
+        )  # fmt: skip
+        await audit.record(
+            conn, now, actor, "fila.resolve", alvo=str(id), motivo=why, detalhes={"sent": sent}
+        )
+        if not sent:
+            await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+    return await get(app, id)
+
+
 async def block_pending_for_medico(
     app: App, medico_id: int, reason: str, *, conn: AsyncConnection[Any] | None = None
 ) -> int:

@@ -164,6 +164,30 @@ async def cancel(
         render.message(f"message {m.id} cancelled")
 
 
+@app.command("resolve")
+async def resolve(
+    id: IdArg,
+    enviada: Annotated[
+        bool | None,
+        typer.Option("--enviada/--reenviar", help="It arrived (enviada), or send it again."),
+    ] = None,
+    motivo: Annotated[str | None, typer.Option("--motivo", help="Why (audit log).")] = None,
+    json_: JsonOpt = False,
+    operador: OperadorOpt = None,
+) -> None:
+    """Settle an uncertain (incerta) message the gateway's history could not settle."""
+    if enviada is None:
+        raise InvalidInput("say --enviada (it arrived) or --reenviar (send it again)")
+    async with open_app() as a:
+        m = await queue.resolve_uncertain(
+            a, id, sent=enviada, actor=audit.Actor.of(a, operador), motivo=motivo
+        )
+    if json_:
+        render.print_json(m.as_dict())
+    else:
+        render.message(f"message {m.id} is now {m.status}")
+
+
 @app.command("rescue")
 async def rescue(json_: JsonOpt = False) -> None:
     """Rescue expired leases now and reconcile uncertain sends (the worker also does this)."""
