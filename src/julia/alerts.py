@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from julia import metrics
 from julia.app import App
-from julia.errors import InvalidInput, NotifyError
+from julia.errors import InvalidInput, MigrationError, NotifyError
 from julia.logs import get_logger
 from julia.settings import Settings
 
@@ -186,14 +187,17 @@ async def list_alerts(
     """Newest first (``julia alerts list``)."""
     if limit < 1:
         raise InvalidInput("--limit must be at least 1")
-    async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {_COLUMNS} FROM alerts WHERE (%(since)s::timestamptz IS NULL"
-            " OR created_at >= %(since)s) AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
-            " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
-            {"since": since, "kind": kind, "limit": limit},
-        )
-        return [Alert(**r) for r in await cur.fetchall()]
+    try:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_COLUMNS} FROM alerts WHERE (%(since)s::timestamptz IS NULL"
+                " OR created_at >= %(since)s) AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
+                " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
+                {"since": since, "kind": kind, "limit": limit},
+            )
+            return [Alert(**r) for r in await cur.fetchall()]
+    except psycopg.errors.UndefinedColumn as exc:
+        raise MigrationError(f"{exc.diag.message_primary}: run `julia db migrate`") from exc
 
 
 # --- Slack ---------------------------------------------------------------------------

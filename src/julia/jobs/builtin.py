@@ -68,13 +68,18 @@ async def interacoes_partitions(app: App) -> Done:
 # --- outbound queue --------------------------------------------------------------------
 
 
-@job("fila_rescue", "Rescue stuck queue messages (expired leases)",
-     lambda s: Every(s.fila_rescue_interval_s), requires=("julia.fila.queue:rescue",))  # fmt: skip
+@job("fila_rescue", "Rescue stuck queue messages (expired leases, uncertain sends)",
+     lambda s: Every(s.fila_rescue_interval_s),
+     requires=("julia.fila.queue:rescue", "julia.fila.send:reconcile"))  # fmt: skip
 async def fila_rescue(app: App) -> Done:
-    from julia.fila import queue
+    """Expired leases back to pendente (or incerta, or DLQ), then uncertain sends
+    reconciled against the gateway's history (the worker does both too, more often)."""
+    from julia.fila import queue, send
 
     r = await queue.rescue(app)
-    return _report(r, r.requeued + r.uncertain + r.dead)
+    reconciled = await send.reconcile(app)
+    done = _report(r, r.requeued + r.uncertain + r.dead)
+    return Done(done.items, {**done.details, "reconcile": _report(reconciled, 0).details})
 
 
 @job("fila_expire", "Expire messages pending too long",
@@ -134,3 +139,14 @@ async def chips_pool_check(app: App) -> Done:
 
     r = await chip_health.pool_check(app)
     return _report(r, int(bool(getattr(r, "alerts", None))))
+
+
+# --- resilience ------------------------------------------------------------------------
+
+
+@job("ratelimit_prune", "Delete rate-limit events no window needs (older than 48 h)",
+     lambda s: At("04:00"), requires=("julia.resilience.ratelimit:prune_events",))  # fmt: skip
+async def ratelimit_prune(app: App) -> int:
+    from julia.resilience import ratelimit
+
+    return await ratelimit.prune_events(app)

@@ -18,17 +18,19 @@ import dataclasses
 import os
 import socket
 import time
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from julia import logs, metrics
 from julia.app import App
-from julia.errors import JobUnavailable, LockNotAcquired, StorageError
+from julia.errors import JobUnavailable, LockNotAcquired, MigrationError, StorageError
 from julia.jobs import registry
 from julia.jobs.registry import Done, Job
 from julia.logs import get_logger
@@ -71,7 +73,7 @@ def _normalise(result: Done | int | None) -> tuple[int | None, dict[str, Any]]:
 
 
 async def _start(app: App, job: Job, tick: datetime | None, now: datetime) -> int | None:
-    async with app.pool.connection() as conn:
+    async with app.pool.connection() as conn, _schema():
         cur = await conn.execute(
             "INSERT INTO job_executions (job, tick, trigger, status, started_at, runner)"
             " VALUES (%s, %s, %s, 'running', %s, %s)"
@@ -176,7 +178,7 @@ def scheduled_jobs(app: App) -> list[Job]:
 
 
 async def _last_runs(app: App) -> dict[str, dict[str, Any]]:
-    async with app.pool.connection() as conn:
+    async with app.pool.connection() as conn, _schema():
         cur = await conn.execute(
             "SELECT DISTINCT ON (job) job, id, tick, trigger, status, started_at, finished_at,"
             " items, error FROM job_executions ORDER BY job, started_at DESC, id DESC"
@@ -184,11 +186,21 @@ async def _last_runs(app: App) -> dict[str, dict[str, Any]]:
         return {r["job"]: dict(r) for r in await cur.fetchall()}
 
 
+@asynccontextmanager
+async def _schema() -> AsyncIterator[None]:
+    """A missing table means the migrations were not applied: say so plainly."""
+    try:
+        yield
+    except psycopg.errors.UndefinedTable as exc:
+        raise MigrationError(f"{exc.diag.message_primary}: run `julia db migrate`") from exc
+
+
 async def list_jobs(app: App) -> list[dict[str, Any]]:
     """Every registered job: schedule, availability, next run, last run and its outcome."""
     now = app.clock.now()
     last = await _last_runs(app)
     disabled = set(app.settings.jobs_disabled)
+    zone = tz(app)
     out = []
     for j in sorted(registry.load().values(), key=lambda j: j.name):
         schedule = j.schedule(app.settings)
@@ -198,8 +210,8 @@ async def list_jobs(app: App) -> list[dict[str, Any]]:
         out.append({
             "name": j.name, "description": j.description, "schedule": str(schedule),
             "available": reason is None, "reason": reason,
-            "next_run": registry.next_run(schedule, tz(app), now) if reason is None else None,
-            "last_run": prev["started_at"] if prev else None,
+            "next_run": registry.next_run(schedule, zone, now) if reason is None else None,
+            "last_run": prev["started_at"].astimezone(zone) if prev else None,
             "last_status": prev["status"] if prev else None,
             "last_items": prev["items"] if prev else None,
             "last_error": prev["error"] if prev else None,
@@ -209,7 +221,7 @@ async def list_jobs(app: App) -> list[dict[str, Any]]:
 
 async def history(app: App, name: str | None = None, limit: int = 50) -> list[Execution]:
     """Recent runs, newest first (all jobs or one)."""
-    async with app.pool.connection() as conn:
+    async with app.pool.connection() as conn, _schema():
         cur = await conn.execute(
             "SELECT id, job, tick, trigger, status, started_at, finished_at, items, error,"
             " details, runner FROM job_executions WHERE %(job)s::text IS NULL OR job = %(job)s"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Annotated
@@ -52,9 +53,12 @@ async def jobs_list(json_: JsonOpt = False) -> None:
         return
     for r in rows:
         if not r["available"]:
-            r["last_status"] = f"unavailable: {r['reason']}"
-    render.table(rows, ["name", "schedule", "next_run", "last_run", "last_status", "last_items",
-                        "last_error"], title="jobs")  # fmt: skip
+            r["outcome"] = f"unavailable: {r['reason']}"
+        elif r["last_status"] is not None:
+            r["outcome"] = f"{r['last_status']} ({render.fmt(r['last_items'])} items)" + (
+                f": {r['last_error']}" if r["last_error"] else "")  # fmt: skip
+    render.table(rows, ["name", "schedule", "next_run", "last_run", "outcome"],
+                 title=f"jobs (times in {settings().timezone})")  # fmt: skip
 
 
 @jobs_app.command("run")
@@ -173,16 +177,19 @@ async def top(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
 ) -> None:
     """Live dashboard: queue and throughput, workers, chips, circuits, alerts, handoffs."""
+    from rich.console import Console
     from rich.live import Live
 
+    console = Console()  # wraps long lines (the shared console soft-wraps for tables)
     async with open_app() as a:
         if once:
-            render.console.print(render_top(await overview.overview(a)))
+            console.print(render_top(await overview.overview(a)))
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C quits cleanly, like q
         with _keys(stop, loop), Live(render_top(await overview.overview(a)),
-                                     console=render.console, screen=False,
+                                     console=console, screen=False,
                                      auto_refresh=False) as live:  # fmt: skip
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
