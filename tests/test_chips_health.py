@@ -165,6 +165,8 @@ async def test_a_connection_update_webhook_is_honoured_at_once(
     await store.accept(app, parsing.parse_evolution(body), json.dumps(body))
     with pytest.raises(NoChipAvailable):  # no sync needed: the selection reads the event
         await selection.select(app, tipo="resposta", telefone="+5511977700001")
+    (listed,) = await pool.list_chips(app)  # and so does julia chips list
+    assert (listed.connected, listed.connection_state) == (False, "close")
     await health.monitor(app)  # the monitor applies stored events to the chip row
     got = await pool.get(app, chip.id)
     assert got.connected is False and got.connection_state == "close"

@@ -412,9 +412,6 @@ class Settings(BaseSettings):
     chip_pool_warming_buffer: int = Field(
         default=1, ge=0, description="Warming chips below which the pool check warns."
     )
-    chip_alert_repeat_min: float = Field(
-        default=30, gt=0, description="The same pool alert is raised at most once per this long."
-    )
     chip_disconnected_alert_ratio: float = Field(
         default=0.30, ge=0, le=1, description="Alert when more than this share of chips is down."
     )

@@ -4,7 +4,7 @@ Library functions the scheduler calls (Operations issue): :func:`sync` every
 ``JULIA_CHIP_SYNC_INTERVAL_S`` (2 min), :func:`monitor` and :func:`pool_check`
 every ``JULIA_CHIP_POOL_CHECK_INTERVAL_S`` (5 min). Each is safe to run from
 several processes at once (row locks and guarded transitions), and each alert
-is raised at most once per ``JULIA_CHIP_ALERT_REPEAT_MIN``.
+is raised at most once per ``JULIA_ALERT_COOLDOWN_MIN`` (30 min, through julia.alerts).
 """
 
 from __future__ import annotations

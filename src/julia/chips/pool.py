@@ -147,13 +147,30 @@ async def list_chips(
     if status is not None and status not in states.Status._value2member_map_:
         _bad_status(status)
     async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            SELECT + " WHERE %(s)s::text IS NULL OR status = %(s)s ORDER BY id", {"s": status}
-        )
-        chips = [_chip(r) for r in await cur.fetchall()]
+        cur = await conn.execute(_LIST, {"s": status})
+        chips = [effective(r) for r in await cur.fetchall()]
     if not with_circuit:
         return chips
     return await _with_counts(app, chips)
+
+
+# A connection.update webhook newer than the last sync wins (the inbox stores it).
+_LIST = f"""
+SELECT {", ".join("c." + col.strip() for col in _COLUMNS.split(","))},
+       g.state AS webhook_state, g.at AS webhook_at
+FROM chips c LEFT JOIN gateway_conexoes g ON g.provider = c.provider AND g.instance = c.instance
+WHERE %(s)s::text IS NULL OR c.status = %(s)s ORDER BY c.id
+"""
+CONNECTED_STATES = frozenset({"open", "connected"})
+
+
+def effective(row: dict[str, Any]) -> Chip:
+    """The chip with a newer ``connection.update`` webhook applied over its last sync."""
+    state, at = row.pop("webhook_state", None), row.pop("webhook_at", None)
+    chip = _chip(row)
+    if at is not None and (chip.last_sync_at is None or at > chip.last_sync_at):
+        chip = replace(chip, connected=state in CONNECTED_STATES, connection_state=state)
+    return chip
 
 
 def _bad_status(status: str) -> None:

@@ -22,7 +22,7 @@ was kept or left out, the chip chosen (or none), why, and whether in emergency.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +48,7 @@ EMERGENCIES = Counter(
 )
 
 #: Gateway states meaning connected (Evolution ``open``; Z-API ``connected``).
-CONNECTED_STATES = frozenset({"open", "connected"})
+CONNECTED_STATES = pool.CONNECTED_STATES
 #: Rate-limit classes of the queue's message types (humano/sistema count like replies).
 RATE_TIPO = {"prospeccao": "prospeccao", "campanha": "campanha", "followup": "followup"}
 #: Limits that are the same whichever chip sends: no point trying another chip.
@@ -147,11 +147,7 @@ async def _candidates(
     for r in rows:
         afinidade, sent = int(r.pop("afinidade")), int(r.pop("sent_24h"))
         p1h, p24h = int(r.pop("proactive_1h")), int(r.pop("proactive_24h"))
-        state, at = r.pop("webhook_state"), r.pop("webhook_at")
-        chip = pool.Chip(**r)
-        if at is not None and (chip.last_sync_at is None or at > chip.last_sync_at):
-            chip = replace(chip, connected=state in CONNECTED_STATES, connection_state=state)
-        out.append(Candidate(chip, afinidade, sent, p1h, p24h))
+        out.append(Candidate(pool.effective(r), afinidade, sent, p1h, p24h))
     return out
 
 
