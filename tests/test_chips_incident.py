@@ -212,3 +212,17 @@ async def test_no_chip_may_send_reschedules_without_spending_an_attempt(
     assert row["chosen_chip"] is None and row["emergency"] is True
     assert "trust 50 < 60" in row["candidates"][0]["why"]
     assert sandbox(app, "/_sandbox/messages") == []
+
+
+async def test_a_number_not_on_whatsapp_is_not_the_chips_fault(pool_app: App) -> None:
+    app = pool_app
+    await _pool(app)
+    sandbox(app, "/_sandbox/numbers", "POST", json={"not_on_whatsapp": ["5511988800001"]})
+    (mid,) = (await queue.enqueue_many(app, [NewMessage("oi", telefone="+5511988800001",
+                                                        tipo="resposta")])).ids  # fmt: skip
+    await run_once(app)
+    m = await queue.get(app, mid)
+    assert (m.status, m.outcome) == ("dlq", "FAILED_INVALID_NUMBER")
+    assert sandbox(app, "/_sandbox/calls")["sendText"] == 1  # no other chip tried
+    assert await _rows(app, "SELECT * FROM chip_eventos") == []  # no error, no cooldown
+    assert all(c.cooldown_until is None for c in await pool.list_chips(app))

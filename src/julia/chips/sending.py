@@ -227,6 +227,9 @@ async def _failed(app: App, m: Message, cs: ChipSend, exc: BaseException) -> Non
     refused_by_breaker = isinstance(exc, CircuitOpen)
     if not _maybe_sent(exc):
         await ratelimit.give_back(app, cs.decision.ticket)  # the send did not happen
+    if isinstance(exc, InvalidNumber):  # the number's fault, not the chip's
+        await selection.set_result(app, cs.selection.log_id, code)
+        return
     async with app.pool.connection() as conn, conn.transaction():
         if not refused_by_breaker:  # a refusal by our breaker is not a send error
             await conn.execute(
@@ -256,12 +259,12 @@ async def _failed(app: App, m: Message, cs: ChipSend, exc: BaseException) -> Non
         code=code, status=status,
     )  # fmt: skip
     minutes = _cooldown_minutes(app, status)
-    if minutes and not isinstance(exc, InvalidNumber):
+    if minutes:
         await lifecycle.cooldown(
             app, chip.id, minutos=minutes, motivo=f"WhatsApp answered {status}",
             actor=audit.AUTOMATION, code=code,
         )  # fmt: skip
-    if status in (400, 403) and not isinstance(exc, InvalidNumber):
+    if status in (400, 403):
         await scoring.recalculate(app, chip.id, motivo=f"urgent: {status} from WhatsApp")
     elif not refused_by_breaker and await _block_rate_over(app, chip.id):
         await scoring.recalculate(app, chip.id, motivo="urgent: block rate over the limit")
