@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from shim.app import create_app
 
 from julia import logs
@@ -296,3 +297,58 @@ def test_processors_run_in_the_issue_order() -> None:
         ("media", 40), ("long_message", 45), ("handoff_trigger", 50), ("handoff_keywords", 55),
         ("human_control", 60), ("awaiting_reply", 100),
     ]  # fmt: skip
+
+
+async def test_media_goes_to_supabase_storage_when_configured(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock, settings: Settings
+) -> None:
+    """The real ``supabase`` client uploads to a sandbox speaking the Storage API."""
+    import asyncio
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    uploads: list[tuple[str, bytes, str | None]] = []
+
+    async def upload(request: Request) -> JSONResponse:
+        path = request.path_params["path"]
+        uploads.append((path, await request.body(), request.headers.get("x-upsert")))
+        return JSONResponse({"Key": path, "Id": "00000000-0000-0000-0000-000000000001"})
+
+    storage = Starlette(
+        routes=[Route("/storage/v1/object/{path:path}", upload, methods=["POST", "PUT"])]
+    )
+    server = uvicorn.Server(uvicorn.Config(storage, port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:  # noqa: ASYNC110 (a thread's flag: no event to await)
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        app.settings = settings.model_copy(
+            update={
+                "media_supabase_url": f"http://127.0.0.1:{port}",
+                "media_supabase_key": SecretStr("sb_secret_sandbox0123456789"),
+                "media_supabase_bucket": "midia",
+            }
+        )
+        body = copy.deepcopy(AUDIO)
+        body["data"]["key"] = {"remoteJid": f"{PHONE[1:]}@s.whatsapp.net", "fromMe": False,
+                               "id": "AUDIO0002"}  # fmt: skip
+        body["data"]["message"]["base64"] = base64.b64encode(b"OggS fake opus").decode()
+        turn = await say(client, app, clock, body)
+        assert turn.parado_por == "media"
+        [(path, sent, upsert_header)] = uploads  # a multipart form, as Supabase takes it
+        assert path == "midia/evolution/2026-01/AUDIO0002.ogg" and upsert_header == "true"
+        assert b"\r\n\r\nOggS fake opus\r\n" in sent and b"Content-Type: audio/ogg" in sent
+        t = await one(app, "SELECT detalhes FROM inbox_turnos")
+        assert list(t["detalhes"]["midia"].values()) == [
+            "supabase://midia/evolution/2026-01/AUDIO0002.ogg"
+        ]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
