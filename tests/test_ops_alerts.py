@@ -47,22 +47,22 @@ async def _rows(app: App) -> list[dict[str, object]]:
 
 
 async def test_same_kind_within_cooldown_is_one_row(app: App, clock: FrozenClock) -> None:
-    first = await alerts.raise_alert(app, "queue_backlog", "63 due", details={"n": 63})
+    first = await alerts.raise_alert(app, "fila.backlog", "63 due", details={"n": 63})
     clock.advance(minutes=10)
-    again = await alerts.raise_alert(app, "queue_backlog", "70 due", details={"n": 70})
+    again = await alerts.raise_alert(app, "fila.backlog", "70 due", details={"n": 70})
     assert first.new and not again.new
     assert again.alert.id == first.alert.id and again.alert.repeats == 1
     # another subject of a kind (a chip) is its own alert
-    other = await alerts.raise_alert(app, "chip_demoted", "chip 1 demoted", key="1")
-    other2 = await alerts.raise_alert(app, "chip_demoted", "chip 2 demoted", key="2")
+    other = await alerts.raise_alert(app, "chip.demoted", "chip 1 demoted", key="1")
+    other2 = await alerts.raise_alert(app, "chip.demoted", "chip 2 demoted", key="2")
     assert other.new and other2.new
-    # queue_backlog's cooldown is 60 min by default: past it, a new alert
+    # fila.backlog's cooldown is 60 min by default: past it, a new alert
     clock.advance(minutes=51)
-    later = await alerts.raise_alert(app, "queue_backlog", "80 due")
+    later = await alerts.raise_alert(app, "fila.backlog", "80 due")
     assert later.new and later.alert.id != first.alert.id
     rows = await _rows(app)
-    assert [r["kind"] for r in rows] == ["queue_backlog", "chip_demoted", "chip_demoted",
-                                         "queue_backlog"]  # fmt: skip
+    assert [r["kind"] for r in rows] == ["fila.backlog", "chip.demoted", "chip.demoted",
+                                         "fila.backlog"]  # fmt: skip
     assert rows[0]["severity"] == "warning" and rows[0]["details"] == {"n": 63}
 
 
@@ -71,7 +71,7 @@ async def test_concurrent_raisers_write_one_row(settings: Settings, clock: Froze
 
     async with App.open(settings, clock=clock) as a, App.open(settings, clock=clock) as b:
         results = await asyncio.gather(
-            *(alerts.raise_alert(x, "worker_heartbeat", "no worker") for x in (a, b) * 5)
+            *(alerts.raise_alert(x, "worker.heartbeat", "no worker") for x in (a, b) * 5)
         )
         assert sum(r.new for r in results) == 1
         rows = await _rows(a)
@@ -80,9 +80,9 @@ async def test_concurrent_raisers_write_one_row(settings: Settings, clock: Froze
 
 async def test_bad_alert_input_changes_nothing(app: App) -> None:
     with pytest.raises(InvalidInput):
-        await alerts.raise_alert(app, "queue_backlog", "x", severity="fatal")
+        await alerts.raise_alert(app, "fila.backlog", "x", severity="fatal")
     with pytest.raises(InvalidInput):
-        await alerts.raise_alert(app, "queue_backlog", "  ")
+        await alerts.raise_alert(app, "fila.backlog", "  ")
     assert await _rows(app) == []
     with pytest.raises(InvalidInput):
         alerts.parse_since("yesterday-ish", app.clock.now())
@@ -92,8 +92,8 @@ async def test_slack_receives_each_new_alert_once(
     slack_app: App, slack: tuple[str, slack_sandbox.SlackState]
 ) -> None:
     _, state = slack
-    await alerts.raise_alert(slack_app, "worker_heartbeat", "no live worker, 60 due")
-    await alerts.raise_alert(slack_app, "worker_heartbeat", "no live worker, 61 due")  # dup
+    await alerts.raise_alert(slack_app, "worker.heartbeat", "no live worker, 60 due")
+    await alerts.raise_alert(slack_app, "worker.heartbeat", "no live worker, 61 due")  # dup
     assert await alerts.flush(slack_app) == 1
     assert len(state.messages) == 1
     msg = state.messages[0]
@@ -112,7 +112,7 @@ async def test_slack_down_never_blocks_and_is_resent_later(
     base = url.split("/services/")[0]
     async with httpx.AsyncClient() as client:
         await client.post(f"{base}/_sandbox/faults", json={"status": 500, "error_rate": 1.0})
-    raised = await alerts.raise_alert(slack_app, "pool_low", "1 active chip, minimum 3")
+    raised = await alerts.raise_alert(slack_app, "chip.pool_active_low", "1 active chip, minimum 3")
     # the caller got its alert back before Slack answered anything
     assert raised.new
     assert len(slack_app.extensions["alerts.deliveries"]) == 1
@@ -139,7 +139,7 @@ async def test_slack_unreachable_is_recorded(settings: Settings, clock: FrozenCl
                 "slack_attempts": 2}
     )  # fmt: skip
     async with App.open(configured, clock=clock) as a:
-        raised = await alerts.raise_alert(a, "dlq_growth", "7 dead-lettered")
+        raised = await alerts.raise_alert(a, "fila.dlq_growth", "7 dead-lettered")
         assert raised.new
         await alerts.flush(a)
         row = (await _rows(a))[0]
@@ -162,9 +162,9 @@ def test_sandbox_rejects_what_slack_rejects(slack: tuple[str, slack_sandbox.Slac
 
 
 async def test_list_and_since(app: App, clock: FrozenClock) -> None:
-    await alerts.raise_alert(app, "job_late", "old", key="a")
+    await alerts.raise_alert(app, "job.late", "old", key="a")
     clock.advance(hours=3)
-    await alerts.raise_alert(app, "job_late", "new", key="b")
+    await alerts.raise_alert(app, "job.late", "new", key="b")
     recent = await alerts.list_alerts(app, since=alerts.parse_since("2h", clock.now()))
     assert [a.message for a in recent] == ["new"]
     assert [a.message for a in await alerts.list_alerts(app)] == ["new", "old"]

@@ -71,9 +71,9 @@ async def test_stopped_worker_with_pending_messages_alerts_once_within_5_minutes
             prev = now
             for a in await alerts.list_alerts(app):
                 fired.setdefault(a.kind, a.created_at)
-        assert set(fired) >= {"worker_heartbeat", "queue_backlog"}
-        assert fired["queue_backlog"] - T0 <= timedelta(minutes=5)
-        assert fired["worker_heartbeat"] - T0 <= timedelta(minutes=5)
+        assert set(fired) >= {"worker.heartbeat", "fila.backlog"}
+        assert fired["fila.backlog"] - T0 <= timedelta(minutes=5)
+        assert fired["worker.heartbeat"] - T0 <= timedelta(minutes=5)
 
         # 25 more minutes of ticks: inside both cooldowns, no new alert rows
         for _ in range(24):
@@ -82,11 +82,11 @@ async def test_stopped_worker_with_pending_messages_alerts_once_within_5_minutes
             prev = now
         rows = await alerts.list_alerts(app)
         kinds = [a.kind for a in rows]
-        assert kinds.count("worker_heartbeat") == 1 and kinds.count("queue_backlog") == 1
+        assert kinds.count("worker.heartbeat") == 1 and kinds.count("fila.backlog") == 1
         by_kind = {a.kind: a for a in rows}
-        assert by_kind["worker_heartbeat"].repeats >= 20  # seen every minute, told once
-        assert by_kind["worker_heartbeat"].severity == "critical"
-        assert by_kind["queue_backlog"].details["stale_pending"] == 60
+        assert by_kind["worker.heartbeat"].repeats >= 20  # seen every minute, told once
+        assert by_kind["worker.heartbeat"].severity == "critical"
+        assert by_kind["fila.backlog"].details["stale_pending"] == 60
 
         # health says what is wrong, and the contract's exit code follows from it
         report = await health.check(app)
@@ -105,5 +105,5 @@ async def test_stopped_worker_with_pending_messages_alerts_once_within_5_minutes
             await run_due(app, prev, now)
             prev = now
         kinds = [a.kind for a in await alerts.list_alerts(app)]
-        assert kinds.count("worker_heartbeat") == 2
-        assert kinds.count("queue_backlog") == 1  # 60-minute cooldown
+        assert kinds.count("worker.heartbeat") == 2
+        assert kinds.count("fila.backlog") == 1  # 60-minute cooldown

@@ -142,11 +142,11 @@ async def test_late_jobs_raise_job_late_once(app: App, clock: FrozenClock) -> No
     late = {j["job"] for j in await runner.late_jobs(app) or []}
     assert "metrics_snapshot" in late and "watchdog" not in late
     assert "fila_expire" not in late  # daily: not late after 11 minutes
-    rows = await alerts.list_alerts(app, kind="job_late")
+    rows = await alerts.list_alerts(app, kind="job.late")
     assert {r.dedupe_key for r in rows} == late
     clock.advance(minutes=1)
     await runner.run_job(app, "watchdog")
-    assert len(await alerts.list_alerts(app, kind="job_late")) == len(late)  # cooldown
+    assert len(await alerts.list_alerts(app, kind="job.late")) == len(late)  # cooldown
 
 
 async def test_current_tick_is_shared_and_in_the_business_time_zone() -> None:

@@ -39,7 +39,7 @@ async def _seed(app: App, clock: FrozenClock) -> None:
     await worker.beat(app, "w-top")
     await pool.add(app, instance="chip-a", telefone="+5511999990011", trust_score=85,
                    status="active")  # fmt: skip
-    await alerts.raise_alert(app, "queue_backlog", "63 messages due for more than 30 min")
+    await alerts.raise_alert(app, "fila.backlog", "63 messages due for more than 30 min")
 
 
 async def test_top_draws_the_system_from_real_data(app: App, clock: FrozenClock) -> None:
@@ -51,7 +51,7 @@ async def test_top_draws_the_system_from_real_data(app: App, clock: FrozenClock)
     assert "pendente 4" in text and "enviada 3" in text
     assert "w-top" in text and "alive" in text
     assert "85 verde" in text and "chip-a" not in text  # the table shows the masked number
-    assert "queue_backlog" in text and "63 messages due" in text
+    assert "fila.backlog" in text and "63 messages due" in text
     assert "0 conversation(s) with a human" in text
     assert view["throughput"][-1] == 3 and sparkline(view["throughput"]).endswith("█")
 
@@ -79,9 +79,7 @@ async def test_metrics_module_exports_and_serves(app: App, clock: FrozenClock) -
     text = (await metrics.render(app)).decode()
     assert 'julia_queue_depth{status="pendente"} 4.0' in text
     assert 'julia_job_runs_total{job="watchdog",status="ok"}' in text
-    assert (
-        'julia_alerts_total{deduplicated="false",kind="queue_backlog",severity="warning"}' in text
-    )
+    assert 'julia_alerts_total{deduplicated="false",kind="fila.backlog",severity="warning"}' in text
     assert "julia_circuit_state" in text or "# HELP julia_circuit_state" in text
     server = metrics.serve(0)
     assert server is None

@@ -1,6 +1,6 @@
 """The one alerts module: store, deduplicate, and tell Slack.
 
-    raised = await alerts.raise_alert(app, "queue_backlog", "63 messages due for 30+ min",
+    raised = await alerts.raise_alert(app, "fila.backlog", "63 messages due for 30+ min",
                                       details={"pending": 63})
     raised.new        # False when the same kind (and key) fired within its cooldown
 
@@ -52,21 +52,25 @@ class Kind:
     title: str
 
 
-#: The alert kinds; another module may raise a kind not listed (default cooldown).
+#: The alert kinds the requirements name, by the kind string their producer raises
+#: (``<area>.<what>``). Any other kind may be raised too (warning, default cooldown).
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("queue_backlog", "warning", "Queue backlog"),
-        Kind("errors_accumulating", "warning", "Send errors accumulating"),
-        Kind("job_late", "warning", "Scheduled job late"),
-        Kind("worker_heartbeat", "critical", "Worker without heartbeat"),
-        Kind("instances_disconnected", "critical", "WhatsApp instances disconnected"),
-        Kind("pool_low", "critical", "Chip pool low"),
-        Kind("chip_demoted", "warning", "Chip demoted"),
-        Kind("chip_trust_low", "critical", "Chip fell to vermelho/crítico"),
-        Kind("dlq_growth", "warning", "Dead-letter queue growing"),
-        Kind("handoff_not_notified", "critical", "Handoff without notification"),
+        Kind("fila.backlog", "warning", "Queue backlog"),
+        Kind("fila.errors", "warning", "Send errors accumulating"),
         Kind("fila.dlq", "critical", "Messages dead-lettered"),
+        Kind("fila.dlq_growth", "warning", "Dead-letter queue growing"),
+        Kind("worker.heartbeat", "critical", "Worker without heartbeat"),
+        Kind("job.late", "warning", "Scheduled job late"),
+        Kind("chip.pool_disconnected", "critical", "WhatsApp instances disconnected"),
+        Kind("chip.pool_active_low", "critical", "Chip pool low: active chips"),
+        Kind("chip.pool_no_prospect", "critical", "Chip pool low: no chip may prospect"),
+        Kind("chip.pool_ready_low", "warning", "Chip pool low: ready chips"),
+        Kind("chip.pool_warming_low", "warning", "Chip pool low: warming chips"),
+        Kind("chip.demoted", "warning", "Chip demoted"),
+        Kind("chip.trust_low", "critical", "Chip fell to vermelho/crítico"),
+        Kind("handoff.not_notified", "critical", "Handoff without notification"),
     )
 }
 

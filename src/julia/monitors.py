@@ -3,10 +3,10 @@
 The scheduler runs them (``watchdog`` every minute, ``fila_backlog`` every 10);
 each returns the alerts it raised or refreshed, for the job's record.
 
-- :func:`worker_heartbeat`: a worker silent for over 2 minutes without a clean
+- :func:`worker.heartbeat`: a worker silent for over 2 minutes without a clean
   stop, or messages due with no live worker (the incident).
-- :func:`queue_backlog`: more than 50 messages due for more than 30 minutes.
-- :func:`errors_accumulating`: more than 10 send errors in 5 minutes, by type.
+- :func:`fila.backlog`: more than 50 messages due for more than 30 minutes.
+- :func:`fila.errors`: more than 10 send errors in 5 minutes, by type.
 - :func:`dlq_growth`: 5 or more messages dead-lettered within the hour.
 - :func:`late_jobs`: a job not run for twice its interval.
 """
@@ -29,7 +29,7 @@ _FAILED = (
 
 
 async def worker_heartbeat(app: App) -> list[Raised]:
-    """Alert ``worker_heartbeat`` when a worker stopped beating without a clean stop
+    """Alert ``worker.heartbeat`` when a worker stopped beating without a clean stop
     (last beat older than ``JULIA_ALERT_HEARTBEAT_MAX_S``) or when messages are due
     and no worker is alive."""
     try:
@@ -57,13 +57,13 @@ async def worker_heartbeat(app: App) -> list[Raised]:
     }
     severity = "critical" if not alive else "warning"
     raised = await alerts.raise_alert(
-        app, "worker_heartbeat", "; ".join(parts), severity=severity, details=details
+        app, "worker.heartbeat", "; ".join(parts), severity=severity, details=details
     )
     return [raised]
 
 
 async def queue_backlog(app: App) -> list[Raised]:
-    """Alert ``queue_backlog`` when more than ``JULIA_ALERT_BACKLOG_PENDING`` messages
+    """Alert ``fila.backlog`` when more than ``JULIA_ALERT_BACKLOG_PENDING`` messages
     have been due for longer than ``JULIA_ALERT_BACKLOG_AGE_MIN`` minutes."""
     s = app.settings
     now = app.clock.now()
@@ -86,11 +86,11 @@ async def queue_backlog(app: App) -> list[Raised]:
         f" (oldest {oldest_min:.0f} min)"
     )
     details = {"stale_pending": stale, "oldest_min": round(oldest_min, 1)}
-    return [await alerts.raise_alert(app, "queue_backlog", message, details=details)]
+    return [await alerts.raise_alert(app, "fila.backlog", message, details=details)]
 
 
 async def errors_accumulating(app: App) -> list[Raised]:
-    """Alert ``errors_accumulating`` when more than ``JULIA_ALERT_ERRORS_COUNT`` send
+    """Alert ``fila.errors`` when more than ``JULIA_ALERT_ERRORS_COUNT`` send
     attempts failed within ``JULIA_ALERT_ERRORS_WINDOW_MIN`` minutes, by error type."""
     s = app.settings
     since = app.clock.now() - timedelta(minutes=s.alert_errors_window_min)
@@ -112,13 +112,13 @@ async def errors_accumulating(app: App) -> list[Raised]:
     message = f"{total} send errors in {s.alert_errors_window_min:g} min: {shown}"
     return [
         await alerts.raise_alert(
-            app, "errors_accumulating", message, details={"total": total, "by_type": by_type}
+            app, "fila.errors", message, details={"total": total, "by_type": by_type}
         )
     ]
 
 
 async def dlq_growth(app: App) -> list[Raised]:
-    """Alert ``dlq_growth`` when ``JULIA_ALERT_DLQ_GROWTH`` or more messages went to the
+    """Alert ``fila.dlq_growth`` when ``JULIA_ALERT_DLQ_GROWTH`` or more messages went to the
     dead-letter queue within ``JULIA_ALERT_DLQ_WINDOW_MIN`` minutes."""
     s = app.settings
     since = app.clock.now() - timedelta(minutes=s.alert_dlq_window_min)
@@ -141,13 +141,13 @@ async def dlq_growth(app: App) -> list[Raised]:
     )
     return [
         await alerts.raise_alert(
-            app, "dlq_growth", message, details={"new": grew, "dlq_total": total}
+            app, "fila.dlq_growth", message, details={"new": grew, "dlq_total": total}
         )
     ]
 
 
 async def late_jobs(app: App) -> list[Raised]:
-    """Alert ``job_late`` (one per job) for jobs not run for twice their interval."""
+    """Alert ``job.late`` (one per job) for jobs not run for twice their interval."""
     from julia.jobs import runner
 
     late = await runner.late_jobs(app) or []
@@ -155,5 +155,5 @@ async def late_jobs(app: App) -> list[Raised]:
     for j in late:
         when = j["last_run"].isoformat() if j["last_run"] else "never"
         message = f"job {j['job']} has not run for {j['silent_s'] // 60} min (last: {when})"
-        out.append(await alerts.raise_alert(app, "job_late", message, details=j, key=j["job"]))
+        out.append(await alerts.raise_alert(app, "job.late", message, details=j, key=j["job"]))
     return out

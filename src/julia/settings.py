@@ -522,7 +522,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Default cooldown: one alert of a kind per this long."
     )
     alert_cooldowns_min: dict[str, float] = Field(
-        default={"queue_backlog": 60, "job_late": 60, "dlq_growth": 60},
+        default={"fila.backlog": 60, "job.late": 60, "fila.dlq_growth": 60},
         description="Cooldown in minutes per alert kind, overriding the default (JSON).",
     )
     slack_webhook_url: SecretStr | None = Field(
