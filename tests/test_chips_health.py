@@ -171,3 +171,24 @@ async def test_a_connection_update_webhook_is_honoured_at_once(
     got = await pool.get(app, chip.id)
     assert got.connected is False and got.connection_state == "close"
     assert got.desconectado_desde == clock.now()
+
+
+async def test_a_gateway_that_is_down_does_not_demote_the_pool(
+    pool_app: App, clock: FrozenClock
+) -> None:
+    """The Evolution server failing says nothing about the chips: they keep their state
+    (no mass demotion), and the outage is its own alert."""
+    app = pool_app
+    for i, n in enumerate("abc"):
+        await pool.add(app, instance=f"chip-{n}", telefone=f"+551190000000{i}", status="active",
+                       trust_score=85)  # fmt: skip
+    await health.sync(app)
+    sandbox(app, "/_sandbox/faults", "POST", json={"status": 500})
+    report = await health.sync(app)
+    assert len(report.unreachable) == 3 and report.checked == 0 and not report.alerted
+    clock.advance(minutes=45)
+    await health.sync(app)
+    assert (await health.monitor(app)).demoted == []
+    assert {c.connected for c in await pool.list_chips(app)} == {True}
+    rows = await _rows(app, "SELECT kind FROM alerts WHERE kind = 'chip.gateway_unreachable'")
+    assert len(rows) == 2  # once, then again after the 30-minute cooldown

@@ -10,7 +10,7 @@ import pytest
 
 from julia import audit
 from julia.app import App
-from julia.chips import lifecycle, migration, pool
+from julia.chips import lifecycle, migration, pool, scoring
 from julia.clock import FrozenClock
 from julia.errors import ChipTransitionRefused, InvalidInput
 
@@ -212,3 +212,46 @@ def test_trust_explain_and_recalc_replace_a_seeded_score(cli: Any) -> None:
     assert stored["trust_score"] == explained["trust_score"]
     r = cli("chips", "trust", str(chip_id))
     assert r.exit_code == 0 and "delivery" in r.stdout
+
+
+def test_cli_operator_actions_are_audited_with_the_operator(cli: Any) -> None:
+    def run(*args: str) -> Any:
+        r = cli("chips", *args, "--json", "--operador", "ana")
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    chip_id = run("add", "--instance", "c1", "--telefone", "11999990001", "--status", "ready")["id"]
+    assert run("promote", str(chip_id))["chip"]["status"] == "active"
+    cooled = run("cooldown", str(chip_id), "--minutos", "15", "--motivo", "spam reports")
+    assert cooled["cooldown_reason"] == "spam reports" and cooled["cooldown_until"]
+    assert run("demote", str(chip_id), "--motivo", "manual check")["chip"]["status"] == "degraded"
+    run("trust", str(chip_id), "--recalc")
+    banned = run("ban", str(chip_id), "--motivo", "banido pelo WhatsApp")
+    assert banned["chip"]["status"] == "banned" and banned["chip"]["trust_score"] == 0
+    r = cli("chips", "promote", str(chip_id))
+    assert r.exit_code == 5 and "banned" in r.stderr  # final
+    r = cli("chips", "show", str(chip_id), "--json")
+    shown = json.loads(r.stdout)
+    assert [t["para"] for t in shown["transitions"]] == [
+        "banned", "degraded", "active", "ready",
+    ]  # fmt: skip
+    assert {t["ator"] for t in shown["transitions"]} == {"ana"}
+    r = cli("chips", "demote", str(chip_id))
+    assert r.exit_code == 2  # --motivo is required
+    assert cli("chips", "sync", "--json").exit_code == 0
+
+
+async def test_every_operator_action_has_an_audit_row(app: App) -> None:
+    ana = audit.Actor("ana")
+    chip = await pool.add(app, instance="c1", telefone="11999990001", status="ready", actor=ana)
+    await lifecycle.promote(app, chip.id, actor=ana)
+    await lifecycle.cooldown(app, chip.id, minutos=5, motivo="x", actor=ana)
+    await lifecycle.demote(app, chip.id, motivo="x", actor=ana)
+    await scoring.trust_report(app, chip.id, recalc=True, actor=ana)
+    await lifecycle.ban(app, chip.id, motivo="x", actor=ana)
+    rows = await _rows(app, "SELECT acao, operador FROM audit_log ORDER BY id")
+    assert [r["acao"] for r in rows] == [
+        "chips.add", "chips.active", "chips.cooldown", "chips.degraded", "chips.trust_recalc",
+        "chips.banned",
+    ]  # fmt: skip
+    assert {r["operador"] for r in rows} == {"ana"}

@@ -16,7 +16,7 @@ from typing import Any
 from julia import audit
 from julia.app import App
 from julia.chips import alerts, lifecycle, pool, scoring, selection, trust
-from julia.errors import GatewayError, JuliaError
+from julia.errors import GatewayError, GatewayNotFound, JuliaError
 from julia.logs import get_logger
 
 log = get_logger(__name__)
@@ -34,6 +34,8 @@ class SyncReport:
     checked: int = 0
     connected: int = 0
     disconnected: list[int] = field(default_factory=list)
+    #: Chips whose gateway did not answer (left as they were: not judged disconnected).
+    unreachable: list[int] = field(default_factory=list)
     changed: list[dict[str, Any]] = field(default_factory=list)
     alerted: bool = False
 
@@ -41,14 +43,18 @@ class SyncReport:
         return asdict(self)
 
 
-async def _gateway_state(app: App, chip: pool.Chip) -> str:
+async def _gateway_state(app: App, chip: pool.Chip) -> str | None:
+    """The instance's state; ``not_found`` when the gateway does not know it; None when
+    the gateway itself could not answer (down: that says nothing about the chip)."""
     from julia.gateways import registry
 
     try:
         return await registry.gateway(app, chip.provider).connection_state(chip.instance)
+    except GatewayNotFound:
+        return "not_found"
     except GatewayError as exc:
         log.warning("chip.sync_failed", chip_id=chip.id, instance=chip.instance, error=str(exc))
-        return f"unreachable:{exc.code}"
+        return None
 
 
 async def record_connection(app: App, chip: pool.Chip, state: str, at: datetime) -> bool:
@@ -109,6 +115,9 @@ async def sync(app: App) -> SyncReport:
         if chip.status not in SYNCED:
             continue
         state = await _gateway_state(app, chip)
+        if state is None:
+            report.unreachable.append(chip.id)
+            continue
         report.checked += 1
         if await record_connection(app, chip, state, now):
             report.changed.append({"chip_id": chip.id, "instance": chip.instance, "state": state})
@@ -123,6 +132,12 @@ async def sync(app: App) -> SyncReport:
             app, "chip.pool_disconnected", "critical",
             f"{len(report.disconnected)} of {report.checked} chips are disconnected",
             details={"disconnected": report.disconnected, "checked": report.checked},
+        )  # fmt: skip
+    if report.unreachable:  # the gateway is down: chips keep their last known state
+        await alerts.raise_alert(
+            app, "chip.gateway_unreachable", "critical",
+            f"the gateway did not answer for {len(report.unreachable)} chips",
+            details={"chips": report.unreachable},
         )  # fmt: skip
     log.info(
         "chip.synced", checked=report.checked, connected=report.connected,

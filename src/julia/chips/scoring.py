@@ -25,6 +25,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from julia import audit
 from julia.app import App
 from julia.chips import alerts, pool, trust
 from julia.errors import ChipNotFound
@@ -197,15 +198,23 @@ async def block_rate(app: App, chip_id: int) -> float:
 
 
 async def trust_report(
-    app: App, chip_id: int | None = None, *, recalc: bool = False
+    app: App, chip_id: int | None = None, *, recalc: bool = False, actor: Any = None
 ) -> list[Recalculated]:
-    """``julia chips trust``: one chip or all, explained, recomputed and stored with
-    ``recalc``."""
-    if chip_id is None:
-        if recalc:
-            return await recalculate_all(app, motivo="operator")
+    """``julia chips trust``: one chip or all, explained; with ``recalc`` recomputed,
+    stored and audited (``actor``: an :class:`julia.audit.Actor`)."""
+    if not recalc:
+        if chip_id is not None:
+            return [await explain(app, chip_id)]
         chips = await pool.list_chips(app, with_circuit=False)
         return [await explain(app, c.id) for c in chips]
-    if recalc:
-        return [await recalculate(app, chip_id, motivo="operator")]
-    return [await explain(app, chip_id)]
+    if chip_id is None:
+        done = await recalculate_all(app, motivo="operator")
+    else:
+        done = [await recalculate(app, chip_id, motivo="operator")]
+    async with app.pool.connection() as conn:
+        await audit.record(
+            conn, app.clock.now(), actor or audit.Actor.of(app), "chips.trust_recalc",
+            alvo=f"chip:{chip_id}" if chip_id is not None else "chips",
+            detalhes={"scores": {str(r.chip_id): [r.before, r.after] for r in done}},
+        )  # fmt: skip
+    return done

@@ -198,10 +198,13 @@ async def trust_(
         bool, typer.Option("--recalc", help="Recompute and store the score.")
     ] = False,
     json_: JsonOpt = False,
+    operador: OperadorOpt = None,
 ) -> None:
     """Explain trust scores factor by factor (``--recalc`` stores the new score)."""
     async with open_app() as a:
-        results = await scoring.trust_report(a, chip_id, recalc=recalc)
+        results = await scoring.trust_report(
+            a, chip_id, recalc=recalc, actor=audit.Actor.of(a, operador)
+        )
     if json_:
         render.print_json([r.as_dict() for r in results])
         return
