@@ -176,6 +176,8 @@ def test_demotion_reasons() -> None:
     assert health.demotion_reason(chip, ok, now, app) is None
     low = pool.Chip(**(base | {"trust_score": 39}))  # type: ignore[arg-type]
     assert "trust 39" in (health.demotion_reason(low, ok, now, app) or "")
+    idle = trust.TrustInputs(status="active")  # no data: low, but not demoted for it
+    assert health.demotion_reason(low, idle, now, app) is None
     blocked = trust.TrustInputs(status="active", sent=97, blocks=3)
     assert "block rate" in (health.demotion_reason(chip, blocked, now, app) or "")
     off = pool.Chip(**(base | {"desconectado_desde": now - timedelta(minutes=31)}))  # type: ignore[arg-type]

@@ -164,7 +164,10 @@ def demotion_reason(
 ) -> str | None:
     """Why an active chip must leave production now, or None."""
     s = app.settings
-    if chip.trust_score < s.chip_demote_trust_below:
+    active = inputs.sent + inputs.errors_24h + inputs.blocks > 0
+    # A low score for lack of data (an idle chip) keeps it from prospecting but is no
+    # reason to take it out of production; a low score from bad signals is.
+    if chip.trust_score < s.chip_demote_trust_below and active:
         return f"trust {chip.trust_score} below {s.chip_demote_trust_below}"
     if inputs.errors_24h > s.chip_demote_errors_24h:
         return f"{inputs.errors_24h} send errors in 24 h (more than {s.chip_demote_errors_24h})"
