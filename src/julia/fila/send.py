@@ -90,6 +90,11 @@ async def route_for(app: App, message: Mensagem) -> Route:
     return Route(gateway, app.settings.evolution_instance, breakers=("evolution",))
 
 
+def gateway_for_instance(app: App, instance: str) -> Gateway:
+    """The gateway hosting ``instance`` (for reconciliation). Chips replace this too."""
+    return registry.default_gateway(app)
+
+
 # --- the send-outcome hook ---------------------------------------------------
 
 
@@ -238,9 +243,7 @@ class BatchReport:
             self.rescheduled += 1
 
 
-def _failure(
-    app: App, m: Mensagem, exc: BaseException, rng: random.Random | None
-) -> tuple[Status, Outcome, str]:
+def _failure(m: Mensagem, exc: BaseException) -> tuple[Status, Outcome, str]:
     """Where a failed attempt goes: retry later, DLQ, or ``incerta`` if it may have gone out."""
     if isinstance(exc, InvalidNumber):
         return Status.DLQ, Outcome.FAILED_INVALID_NUMBER, exc.code
@@ -295,7 +298,7 @@ async def _send_one(
             m.id, Status.ENVIADA, Outcome.SENT, provider_message_id=sent.provider_message_id
         )
     else:
-        status, outcome, code = _failure(app, m, error, rng)
+        status, outcome, code = _failure(m, error)
         proxima = None
         if status == Status.PENDENTE:
             delay = guards.retry_delay(app, m.tentativas, rng)
@@ -459,7 +462,6 @@ async def reconcile(
         rows = list(await cur.fetchall())
     if not rows:
         return ReconcileResult(0, 0, 0)
-    gateway = registry.default_gateway(app)
     histories: dict[tuple[str, str], Any] = {}
     used: set[str] = set()
     found: dict[int, str] = {}
@@ -470,6 +472,7 @@ async def reconcile(
         key = (instance, number)
         if key not in histories:
             try:
+                gateway = gateway_for_instance(app, instance)
                 histories[key] = await gateway.find_sent(instance, number)
             except GatewayError as exc:
                 log.warning("fila.reconcile_unavailable", error=str(exc))
