@@ -178,3 +178,20 @@ def test_alerts_cli(cli, app: App) -> None:  # type: ignore[no-untyped-def]
     result = cli("alerts", "list", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
+
+
+async def test_alert_inside_a_callers_transaction(
+    slack_app: App, slack: tuple[str, slack_sandbox.SlackState], clock: FrozenClock
+) -> None:
+    _, state = slack
+    with pytest.raises(RuntimeError):
+        async with slack_app.pool.connection() as conn, conn.transaction():
+            await alerts.raise_alert(slack_app, "fila.dlq", "3 dead", conn=conn)
+            raise RuntimeError("the caller's transaction rolls back")
+    assert await _rows(slack_app) == []
+    async with slack_app.pool.connection() as conn, conn.transaction():
+        raised = await alerts.raise_alert(slack_app, "fila.dlq", "3 dead", conn=conn)
+    assert raised.new and await alerts.flush(slack_app) == 0  # not sent before the commit
+    clock.advance(minutes=3)
+    assert await alerts.resend_pending(slack_app) == 1
+    assert [m["text"].rsplit(": ", 1)[1] for m in state.messages] == ["3 dead"]

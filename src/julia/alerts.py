@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from julia import metrics
@@ -128,9 +129,14 @@ async def raise_alert(
     severity: str | None = None,
     details: dict[str, Any] | None = None,
     key: str = "",
+    conn: AsyncConnection[Any] | None = None,
 ) -> Raised:
     """Store an alert unless ``(kind, key)`` fired within its cooldown, then tell Slack
-    in the background. ``key`` separates subjects of one kind (a chip id)."""
+    in the background. ``key`` separates subjects of one kind (a chip id).
+
+    ``conn``: write inside the caller's transaction (the alert exists only if it
+    commits). Slack is then told by the watchdog's :func:`resend_pending` (within about
+    three minutes), since a delivery cannot know whether the transaction committed."""
     severity = severity or (KINDS[kind].severity if kind in KINDS else "warning")
     if severity not in SEVERITIES:
         raise InvalidInput(f"severity must be one of {', '.join(SEVERITIES)}")
@@ -138,34 +144,55 @@ async def raise_alert(
         raise InvalidInput("an alert needs a kind and a message")
     now = app.clock.now()
     since = now - cooldown_for(app.settings, kind)
-    async with app.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"alert:{kind}:{key}",)
-        )
-        cur = await conn.execute(
-            f"UPDATE alerts SET repeats = repeats + 1, last_seen_at = %s WHERE id = ("
-            " SELECT id FROM alerts WHERE kind = %s AND dedupe_key = %s AND created_at > %s"
-            f" ORDER BY created_at DESC LIMIT 1) RETURNING {_COLUMNS}",
-            (now, kind, key, since),
-        )
-        row = await cur.fetchone()
-        new = row is None
-        if new:
-            cur = await conn.execute(
-                "INSERT INTO alerts (kind, severity, message, details, dedupe_key, created_at)"
-                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-                (kind, severity, message, Jsonb(_jsonable(details or {})), key, now),
-            )
-            row = await cur.fetchone()
-    assert row is not None
+    args = (kind, severity, message, _jsonable(details or {}), key, now, since)
+    if conn is not None:
+        row, new = await _store(conn, *args)
+    else:
+        async with app.pool.connection() as own, own.transaction():
+            row, new = await _store(own, *args)
     alert = Alert(**row)
     metrics.ALERTS.labels(kind, severity, str(not new).lower()).inc()
     if new:
         log.warning("alert.raised", kind=kind, severity=severity, key=key, alert=message)
-        _deliver_later(app, alert)
+        if conn is None:
+            _deliver_later(app, alert)
     else:
         log.info("alert.deduplicated", kind=kind, key=key, alert_id=alert.id)
     return Raised(alert, new)
+
+
+async def _store(
+    conn: AsyncConnection[Any],
+    kind: str,
+    severity: str,
+    message: str,
+    details: dict[str, Any],
+    key: str,
+    now: datetime,
+    since: datetime,
+) -> tuple[dict[str, Any], bool]:
+    """Bump the recent ``(kind, key)`` alert or insert a new one (in ``conn``'s
+    transaction, serialised on an advisory lock of the key)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"alert:{kind}:{key}",)
+    )
+    cur = await conn.execute(
+        f"UPDATE alerts SET repeats = repeats + 1, last_seen_at = %s WHERE id = ("
+        " SELECT id FROM alerts WHERE kind = %s AND dedupe_key = %s AND created_at > %s"
+        f" ORDER BY created_at DESC LIMIT 1) RETURNING {_COLUMNS}",
+        (now, kind, key, since),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return row, False
+    cur = await conn.execute(
+        "INSERT INTO alerts (kind, severity, message, details, dedupe_key, created_at)"
+        f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+        (kind, severity, message, Jsonb(details), key, now),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row, True
 
 
 def parse_since(text: str | None, now: datetime) -> datetime | None:

@@ -141,6 +141,18 @@ async def chips_pool_check(app: App) -> Done:
     return _report(r, int(bool(getattr(r, "alerts", None))))
 
 
+@job("chips_prune", "Prune chip events and selection log past 30 days (24 h counts are windowed)",
+     lambda s: At(s.chip_counters_reset_at), requires=("julia.chips.pool:prune",))  # fmt: skip
+async def chips_prune(app: App) -> Done:
+    """The issue's "reset the chips' 24 h error counters" at 00:00: the pool counts errors
+    over a sliding 24 h window of ``chip_eventos``, so there is nothing to reset; the daily
+    slot prunes the events instead."""
+    from julia.chips import pool
+
+    pruned = await pool.prune(app)
+    return Done(sum(pruned.values()), dict(pruned))
+
+
 # --- resilience ------------------------------------------------------------------------
 
 
