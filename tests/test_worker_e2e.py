@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,26 @@ async def test_sigterm_finishes_in_flight_sends_releases_the_rest_and_exits_0(
         [gone] = await worker.workers_status(app, include_stopped=True)
         assert gone.state == "stopped" and gone.redis_beat is False
         assert os.environ.get("JULIA_DATABASE_URL") is None  # nothing leaked into the tests
+
+
+async def test_an_idle_worker_picks_a_scheduled_message_when_it_falls_due(
+    settings: Settings, worker_env: dict[str, str], sandbox_process: str, tmp_path: Path
+) -> None:
+    async with real_time_app(settings) as app:
+        proc = spawn(["worker", "--consumer", "fila", "--name", "idle"], worker_env,
+                     tmp_path / "idle.log")  # fmt: skip
+        try:
+            for _ in range(100):  # wait (bounded) until it has registered
+                if await worker.workers_status(app):
+                    break
+                await asyncio.sleep(0.1)
+            due = app.clock.now() + timedelta(seconds=1.5)
+            await queue.enqueue(
+                app, NewMessage("na hora", telefone="+5511999990009", agendar_para=due)
+            )
+            # the NOTIFY came at enqueue time, long before the due time: polling finds it
+            await wait_for(app, lambda c: c["enviada"] == 1, "the scheduled send", [proc], 30)
+        finally:
+            assert await stop(proc) == 0
+        [m] = await queue.list_messages(app, status="enviada")
+        assert m.enviada_em is not None and m.enviada_em >= due
