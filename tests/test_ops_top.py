@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import urllib.request
 from datetime import timedelta
@@ -93,3 +94,32 @@ async def test_metrics_module_exports_and_serves(app: App, clock: FrozenClock) -
     finally:
         server.shutdown()
     assert "julia_job_runs_total" in body
+
+
+async def test_worker_instrumentation_counts_sends(sandbox_app: App, clock: FrozenClock) -> None:
+    from julia.fila import send
+
+    def sent_count() -> float:
+        value = metrics.REGISTRY.get_sample_value(
+            "julia_sends_total", {"outcome": "SENT", "chip": "julia"}
+        )
+        return value or 0.0
+
+    before = sent_count()
+    latency_before = metrics.REGISTRY.get_sample_value("julia_send_latency_seconds_count") or 0
+    no_port = sandbox_app.settings.model_copy(update={"worker_metrics_port": 0})
+    server = metrics.instrument_worker(dataclasses.replace(sandbox_app, settings=no_port))
+    assert server is None  # port 0: counting only
+    try:
+        await queue.enqueue_many(
+            sandbox_app,
+            [queue.NewMessage(f"oi {i}", telefone=f"+55119876502{i}") for i in range(2)],
+        )
+        clock.advance(5)
+        batch = await queue.claim(sandbox_app, "w1", 10)
+        await send.process_batch(sandbox_app, "w1", batch)
+    finally:
+        send.remove_outcome_hook(metrics.count_send)
+    assert sent_count() - before == 2
+    latency_after = metrics.REGISTRY.get_sample_value("julia_send_latency_seconds_count") or 0
+    assert latency_after - latency_before == 2

@@ -29,6 +29,8 @@ from prometheus_client import (
     start_http_server,
 )
 
+from julia.logs import get_logger
+
 # Circuit state and rate-limit decisions are counted where they happen, in resilience;
 # they are the same objects here so every metric is importable from this one module.
 from julia.resilience.metrics import (
@@ -41,6 +43,8 @@ from julia.resilience.metrics import (
 
 if TYPE_CHECKING:
     from julia.app import App
+
+log = get_logger(__name__)
 
 __all__ = [
     "ALERTS",
@@ -67,6 +71,8 @@ __all__ = [
     "TURN_DURATION",
     "WEBHOOKS",
     "WORKERS_ALIVE",
+    "count_send",
+    "instrument_worker",
     "refresh",
     "render",
     "serve",
@@ -163,8 +169,38 @@ async def render(app: App | None = None) -> bytes:
 
 def serve(port: int, host: str = "127.0.0.1") -> Any:
     """Serve ``/metrics`` on ``host:port`` from a background thread (worker, scheduler).
-    Returns the server (``.shutdown()`` stops it); ``port`` 0 serves nothing and returns None."""
+    Returns the server (``.shutdown()`` stops it), or None when ``port`` is 0 or taken
+    (a second process on one machine: logged, never fatal)."""
     if port == 0:
         return None
-    server, _thread = start_http_server(port, addr=host)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        log.warning("metrics.port_unavailable", port=port, error=str(exc))
+        return None
+    log.info("metrics.serving", host=host, port=port)
     return server
+
+
+async def count_send(app: App, sent: Any) -> None:
+    """A send-outcome hook (``julia.fila.send.on_outcome``): sends by outcome and chip,
+    due→sent latency, rate-limit denials by limit."""
+    route = sent.route
+    chip = "-" if route is None else str(route.chip_id or route.instance or "-")
+    outcome = str(getattr(sent.outcome, "value", sent.outcome))
+    SENDS.labels(outcome, chip).inc()
+    if outcome == "SENT":
+        due = sent.message.agendar_para
+        SEND_LATENCY.observe(max(0.0, (app.clock.now() - due).total_seconds()))
+    elif outcome == "RESCHEDULED_RATE_LIMIT":
+        decision = getattr(route, "decision", None)
+        RATE_LIMIT_DENIALS.labels(str(getattr(decision, "limit", None) or "unknown")).inc()
+
+
+def instrument_worker(app: App) -> Any:
+    """What a worker process calls once at start: count every send outcome here and serve
+    ``/metrics`` on ``JULIA_WORKER_METRICS_PORT``. Returns the server (or None)."""
+    from julia.fila import send
+
+    send.on_outcome(count_send)  # idempotent
+    return serve(app.settings.worker_metrics_port, app.settings.metrics_host)
