@@ -107,3 +107,19 @@ async def test_stopped_worker_with_pending_messages_alerts_once_within_5_minutes
         kinds = [a.kind for a in await alerts.list_alerts(app)]
         assert kinds.count("worker.heartbeat") == 2
         assert kinds.count("fila.backlog") == 1  # 60-minute cooldown
+
+
+async def test_a_long_dead_worker_replaced_by_a_live_one_is_not_alerted(
+    app: App, clock: FrozenClock
+) -> None:
+    from julia import monitors
+
+    await worker._register(app, "w-old", ["fila"])
+    await worker.beat(app, "w-old")
+    clock.advance(minutes=90)  # w-old died 90 minutes ago; w-new runs
+    await worker._register(app, "w-new", ["fila"])
+    await worker.beat(app, "w-new")
+    assert await monitors.worker_heartbeat(app) == []
+    clock.advance(minutes=3)  # now w-new is silent too, and recently: alert
+    (raised,) = await monitors.worker_heartbeat(app)
+    assert raised.new and "w-new" in raised.alert.message and "w-old" not in raised.alert.message

@@ -3,12 +3,13 @@
 The scheduler runs them (``watchdog`` every minute, ``fila_backlog`` every 10);
 each returns the alerts it raised or refreshed, for the job's record.
 
-- :func:`worker.heartbeat`: a worker silent for over 2 minutes without a clean
-  stop, or messages due with no live worker (the incident).
-- :func:`fila.backlog`: more than 50 messages due for more than 30 minutes.
-- :func:`fila.errors`: more than 10 send errors in 5 minutes, by type.
-- :func:`dlq_growth`: 5 or more messages dead-lettered within the hour.
-- :func:`late_jobs`: a job not run for twice its interval.
+- :func:`worker_heartbeat` (``worker.heartbeat``): a worker silent for over 2 minutes
+  without a clean stop (within the last hour), or messages due with no live worker.
+- :func:`queue_backlog` (``fila.backlog``): more than 50 messages due for over 30 minutes.
+- :func:`errors_accumulating` (``fila.errors``): more than 10 failed sends in 5 minutes,
+  by type.
+- :func:`dlq_growth` (``fila.dlq_growth``): 5 or more dead-lettered within the hour.
+- :func:`late_jobs` (``job.late``): a job not run for twice its interval.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import psycopg
 from julia import alerts, health
 from julia.alerts import Raised
 from julia.app import App
+
+#: A worker silent for longer than this (and not stopped cleanly) is no longer alerted on.
+_RECENT_DEATH_S = 3600
 
 #: Outcomes of a failed send attempt (``fila_eventos.outcome`` leaving ``processando``).
 _FAILED = (
@@ -39,7 +43,9 @@ async def worker_heartbeat(app: App) -> list[Raised]:
         return []
     max_age = app.settings.alert_heartbeat_max_s
     alive = [w for w in rows if w["state"] == "alive"]
-    silent = [w for w in rows if w["stopped_at"] is None and w["age_s"] > max_age]
+    # a worker that died long ago and was replaced is old news: only the last hour counts
+    silent = [w for w in rows
+              if w["stopped_at"] is None and max_age < w["age_s"] <= _RECENT_DEATH_S]  # fmt: skip
     if not silent and (alive or not due):
         return []
     parts = []
