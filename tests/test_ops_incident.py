@@ -123,3 +123,29 @@ async def test_a_long_dead_worker_replaced_by_a_live_one_is_not_alerted(
     clock.advance(minutes=3)  # now w-new is silent too, and recently: alert
     (raised,) = await monitors.worker_heartbeat(app)
     assert raised.new and "w-new" in raised.alert.message and "w-old" not in raised.alert.message
+
+
+async def test_workers_watch_the_scheduler(app: App, clock: FrozenClock) -> None:
+    """The worker's ``ops`` consumer raises ``job.late`` when the scheduler stopped."""
+    import asyncio
+    import dataclasses
+
+    from julia import monitors
+
+    await runner.run_job(app, "watchdog")  # a scheduler ran once...
+    clock.advance(minutes=30)  # ...and then every scheduler died
+    fast = app.settings.model_copy(
+        update={"worker_watch_interval_s": 0.05, "worker_metrics_port": 0}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        monitors.worker_consumer(dataclasses.replace(app, settings=fast), stop, "w1")
+    )
+    for _ in range(100):
+        if await alerts.list_alerts(app, kind="job.late"):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    late = {a.dedupe_key for a in await alerts.list_alerts(app, kind="job.late")}
+    assert "watchdog" in late and "metrics_snapshot" in late

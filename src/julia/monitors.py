@@ -14,13 +14,18 @@ each returns the alerts it raised or refreshed, for the job's record.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 import psycopg
 
-from julia import alerts, health
+from julia import alerts, health, metrics
 from julia.alerts import Raised
 from julia.app import App
+from julia.logs import get_logger
+
+log = get_logger(__name__)
 
 #: A worker silent for longer than this (and not stopped cleanly) is no longer alerted on.
 _RECENT_DEATH_S = 3600
@@ -163,3 +168,27 @@ async def late_jobs(app: App) -> list[Raised]:
         message = f"job {j['job']} has not run for {j['silent_s'] // 60} min (last: {when})"
         out.append(await alerts.raise_alert(app, "job.late", message, details=j, key=j["job"]))
     return out
+
+
+async def worker_consumer(app: App, stop: asyncio.Event, worker_id: str) -> None:
+    """The worker's ``ops`` consumer (``julia.worker.CONSUMERS``): counts every send
+    outcome and serves ``/metrics`` on ``JULIA_WORKER_METRICS_PORT``, and every
+    ``JULIA_WORKER_WATCH_INTERVAL_S`` checks that the scheduler runs (``job.late``), so
+    the worker and the scheduler watch each other: if every scheduler is down, the
+    workers say so."""
+    server = metrics.instrument_worker(app)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), app.settings.worker_watch_interval_s)
+            if stop.is_set():
+                break
+            try:
+                await late_jobs(app)
+            except Exception as exc:  # a check must never take the worker down
+                log.warning(
+                    "ops.watch_failed", worker=worker_id, error=f"{type(exc).__name__}: {exc}"
+                )
+    finally:
+        if server is not None:
+            server.shutdown()

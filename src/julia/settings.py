@@ -470,6 +470,9 @@ class Settings(BaseSettings):
     watchdog_interval_s: float = Field(
         default=60.0, gt=0, description="Seconds between watchdog runs (heartbeats, late jobs)."
     )
+    worker_watch_interval_s: float = Field(
+        default=300.0, gt=0, description="Seconds between a worker's checks on the scheduler."
+    )
     fila_rescue_interval_s: float = Field(
         default=900.0, gt=0, description="Seconds between rescues of stuck queue messages."
     )
