@@ -79,7 +79,7 @@ class Candidate:
     sent_24h: int  # sent in 24 h plus selections still being sent
     proactive_1h: int
     proactive_24h: int
-    circuit: str = "closed"
+    circuit: str | None = None  # read only as far down the ranking as needed
     why: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,11 +175,11 @@ async def _circuit(app: App, chip_id: int, now: datetime) -> str:
     return status.state
 
 
-async def _filter(
+def _filter(
     app: App, c: Candidate, *, tipo: str, threshold: int, emergency: bool,
     exclude: frozenset[int], now: datetime,
 ) -> str | None:  # fmt: skip
-    """Why ``c`` cannot send now, or None."""
+    """Why ``c`` cannot send now (its breaker aside), or None."""
     chip = c.chip
     if chip.id in exclude:
         return "already tried for this message"
@@ -197,10 +197,17 @@ async def _filter(
             return f"hourly limit {c.proactive_1h}/{lim.hourly} ({lim.why})"
         if c.proactive_24h >= lim.daily:
             return f"daily limit {c.proactive_24h}/{lim.daily} ({lim.why})"
-    c.circuit = await _circuit(app, chip.id, now)
-    if c.circuit in ("open", "forced_open"):
-        return f"circuit {c.circuit}"
     return None
+
+
+async def _circuit_lets_through(app: App, c: Candidate, now: datetime) -> bool:
+    """Read the chip's breaker (once per selection); an open one disqualifies it."""
+    if c.circuit is None:
+        c.circuit = await _circuit(app, c.chip.id, now)
+    if c.circuit in ("open", "forced_open"):
+        c.why = f"circuit {c.circuit}"
+        return False
+    return True
 
 
 def _rank(c: Candidate, conversation_chip: int | None) -> tuple[Any, ...]:
@@ -244,36 +251,39 @@ async def select(
     conv_chip = await _conversation_chip(app, conversa_id, medico_id)
     emergency = False
     threshold = normal
-    eligible: list[Candidate] = []
+    chosen: Candidate | None = None
+    decision: ratelimit.Decision | None = None
+    denials: list[ratelimit.Decision] = []
     for mode in (False, True):
         emergency, threshold = mode, max(0, normal - app.settings.chip_emergency_drop * mode)
-        eligible = []
+        passing = []
         for c in candidates:
-            c.why = await _filter(
+            c.why = _filter(
                 app, c, tipo=tipo, threshold=threshold, emergency=emergency, exclude=exclude,
                 now=now,
             ) or "eligible"  # fmt: skip
             if c.why == "eligible":
-                eligible.append(c)
-        if eligible:
+                passing.append(c)
+        passing.sort(key=lambda c: _rank(c, conv_chip))
+        any_usable = False
+        for c in passing:  # in preference order; breakers read only as far as needed
+            if not await _circuit_lets_through(app, c, now):
+                continue
+            any_usable = True
+            lim = c.chip.limits(app)  # level × warming × recovery, enforced atomically
+            d = await ratelimit.take(
+                app, tipo=RATE_TIPO.get(tipo, "resposta"), telefone=telefone,
+                chip_id=c.chip.id, chip_limits=(lim.hourly, lim.daily),
+            )  # fmt: skip
+            if d.allowed:
+                chosen, decision = c, d
+                break
+            c.why = f"rate limit {d.limit}: {d.reason}"
+            denials.append(d)
+            if d.limit in NOT_CHIP_LIMITS:
+                break  # the same for every chip
+        if any_usable:  # emergency only when no chip qualifies, not when all are busy
             break
-    eligible.sort(key=lambda c: _rank(c, conv_chip))
-    chosen: Candidate | None = None
-    decision: ratelimit.Decision | None = None
-    denials: list[ratelimit.Decision] = []
-    for c in eligible:
-        lim = c.chip.limits(app)  # level × warming × recovery, enforced atomically
-        d = await ratelimit.take(
-            app, tipo=RATE_TIPO.get(tipo, "resposta"), telefone=telefone, chip_id=c.chip.id,
-            chip_limits=(lim.hourly, lim.daily),
-        )  # fmt: skip
-        if d.allowed:
-            chosen, decision = c, d
-            break
-        c.why = f"rate limit {d.limit}: {d.reason}"
-        denials.append(d)
-        if d.limit in NOT_CHIP_LIMITS:
-            break  # the same for every chip
     cands = [c.as_dict() for c in candidates]
     if chosen is None or decision is None:
         retry_at = _retry_at(app, candidates, denials, now)
@@ -343,7 +353,10 @@ async def _log(
     emergency: bool, threshold: int, exclude: frozenset[int], resultado: str | None,
     now: datetime,
 ) -> int:  # fmt: skip
-    async with app.pool.connection() as conn:
+    async with app.pool.connection() as conn, conn.transaction():
+        # A decision record, not the message: a crash may lose the last few milliseconds
+        # of it, so the commit does not wait for the WAL flush (the send path's latency).
+        await conn.execute("SET LOCAL synchronous_commit = off")
         cur = await conn.execute(
             "INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
             " candidates, chosen_chip, motivo, emergency, threshold, excluded, resultado, at)"

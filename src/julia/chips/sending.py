@@ -183,6 +183,8 @@ async def _succeeded(app: App, m: Message, cs: ChipSend, result: SendResult) -> 
     now = app.clock.now()
     chip = cs.chip
     async with app.pool.connection() as conn, conn.transaction():
+        # Statistics of a send the queue records durably itself: no wait for the WAL flush.
+        await conn.execute("SET LOCAL synchronous_commit = off")
         await conn.execute(
             "INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,"
             " provider_message_id, midia, at) VALUES (%s, 'sent', %s, %s, %s, %s, %s, 'texto', %s)",

@@ -1,0 +1,149 @@
+"""What the chip pool costs the send path.
+
+* ``select``: one ``chips.selection.select`` (candidates query with affinity, usage and
+  connection, breaker state per eligible chip, the rate-limit reservation, the
+  selection-log row) with 10 active chips, the slot given back; sequential, one
+  process; p50/p99 in microseconds and selections per second.
+* ``drain``: MESSAGES replies drained by the queue's ``process_batch`` (claim, route,
+  send over HTTP to the in-process sandbox gateway at zero latency, finish) in one
+  process, once with no chips (the single instance) and once with 10 chips (every
+  message selected, sent through its chip's breaker, its events recorded); sends per
+  second and the ratio. Rate limits off, as in ``benchmarks/fila.py``.
+
+Figures are medians over RUNS runs. The last line is a JSON object of the figures.
+
+    python benchmarks/chips.py   # JULIA_DATABASE_URL / JULIA_REDIS_URL, else embedded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+
+import psycopg
+from pydantic import SecretStr
+
+from julia import logs, migrations
+from julia.app import App, resolve_endpoints
+from julia.chips import pool, selection
+from julia.fila import queue, send
+from julia.fila.queue import NewMessage
+from julia.resilience import ratelimit
+from julia.sandbox.gateway import running
+from julia.settings import Settings
+
+SELECTIONS, MESSAGES, RUNS = 1_000, 2_000, 3
+
+
+async def _chips(app: App) -> None:
+    for i in range(10):
+        await pool.add(app, instance=f"bench-{i}", telefone=f"+55119000{i:05d}",
+                       trust_score=85, status="active")  # fmt: skip
+
+
+async def bench_select(settings: Settings) -> dict[str, float]:
+    async with App.open(settings) as app:
+        await _chips(app)
+        samples = []
+        for i in range(SELECTIONS):
+            t = time.perf_counter_ns()
+            sel = await selection.select(app, tipo="resposta", telefone=f"+55119{i:08d}")
+            samples.append(time.perf_counter_ns() - t)
+            await ratelimit.give_back(app, sel.decision.ticket)
+        await _reset(app)
+    samples.sort()
+    return {
+        "p50_us": samples[len(samples) // 2] / 1000,
+        "p99_us": samples[int(len(samples) * 0.99)] / 1000,
+        "per_s": SELECTIONS / (sum(samples) / 1e9),
+    }
+
+
+async def bench_drain(settings: Settings, with_chips: bool) -> float:
+    async with App.open(settings) as app:
+        if with_chips:
+            await _chips(app)
+        await queue.enqueue_many(
+            app, [NewMessage(f"m{i}", telefone=f"+55119{i:08d}", tipo="resposta")
+                  for i in range(MESSAGES)],
+        )  # fmt: skip
+        t = time.perf_counter()
+        sent = 0
+        while sent < MESSAGES:
+            batch = await queue.claim(app, "bench", app.settings.worker_batch_size)
+            if not batch:
+                break
+            sent += (await send.process_batch(app, "bench", batch)).sent
+        took = time.perf_counter() - t
+        assert sent == MESSAGES, sent
+        await _reset(app)
+    return MESSAGES / took
+
+
+async def _reset(app: App) -> None:
+    keys = [k async for k in app.redis.scan_iter(app.keys.pattern(), count=1000)]
+    for i in range(0, len(keys), 500):
+        await app.redis.delete(*keys[i : i + 500])
+
+
+def _fresh_db(server: str) -> tuple[str, str]:
+    name = f"julia_bench_chips_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = psycopg.conninfo.make_conninfo(server, dbname=name)
+    asyncio.run(migrations.migrate(url))
+    return name, url
+
+
+def _drop(server: str, name: str) -> None:
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    logs.configure("WARNING", "json")
+    base = Settings()
+    server = resolve_endpoints(base).database_url
+    runs: dict[str, list[float]] = {"select_p50_us": [], "select_p99_us": [],
+                                    "selections_per_s": [], "drain_no_chips_per_s": [],
+                                    "drain_chips_per_s": []}  # fmt: skip
+    with running() as (gateway_url, _state):
+        for _ in range(RUNS):
+            for case in ("select", "no_chips", "chips"):
+                name, url = _fresh_db(server)
+                try:
+                    s = base.model_copy(update={
+                        "database_url": SecretStr(url), "evolution_url": gateway_url,
+                        "redis_namespace": f"benchchips{uuid.uuid4().hex[:6]}",
+                        "rate_limits_enabled": False, "log_level": "WARNING",
+                    })  # fmt: skip
+                    if case == "select":
+                        r = asyncio.run(bench_select(s))
+                        runs["select_p50_us"].append(r["p50_us"])
+                        runs["select_p99_us"].append(r["p99_us"])
+                        runs["selections_per_s"].append(r["per_s"])
+                    else:
+                        rate = asyncio.run(bench_drain(s, case == "chips"))
+                        runs[f"drain_{case}_per_s"].append(rate)
+                finally:
+                    _drop(server, name)
+    figures = {k: round(statistics.median(v), 1) for k, v in runs.items()}
+    figures["drain_ratio_chips_vs_none"] = round(
+        figures["drain_chips_per_s"] / figures["drain_no_chips_per_s"], 3
+    )
+    print(f"select: {SELECTIONS} sequential selections, 10 active chips, median of {RUNS} runs")
+    print(f"  p50 {figures['select_p50_us']} µs, p99 {figures['select_p99_us']} µs,"
+          f" {figures['selections_per_s']} selections/s")  # fmt: skip
+    print(f"drain: {MESSAGES} replies, one process, sandbox at zero latency")
+    ratio = figures["drain_ratio_chips_vs_none"]
+    print(f"  no chips {figures['drain_no_chips_per_s']} sends/s, 10 chips"
+          f" {figures['drain_chips_per_s']} sends/s (× {ratio})")  # fmt: skip
+    sys.stdout.write(json.dumps(figures) + "\n")
+
+
+if __name__ == "__main__":
+    main()
