@@ -123,3 +123,26 @@ async def test_worker_instrumentation_counts_sends(sandbox_app: App, clock: Froz
     assert sent_count() - before == 2
     latency_after = metrics.REGISTRY.get_sample_value("julia_send_latency_seconds_count") or 0
     assert latency_after - latency_before == 2
+
+
+def test_webhook_and_turn_helpers() -> None:
+    from julia.inbox.events import Ack, Ignored
+
+    def sample(name: str, labels: dict[str, str]) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ack = {"provider": "evolution", "event": "ack", "outcome": "accepted"}
+    ignored = {"provider": "evolution", "event": "presence.update", "outcome": "accepted"}
+    before = (sample("julia_webhooks_received_total", ack),
+              sample("julia_webhooks_received_total", ignored))  # fmt: skip
+    metrics.count_webhook(
+        "evolution",
+        [Ack("evolution", "i", "x", "READ"), Ignored("presence.update", "-")],
+        "accepted",
+    )
+    assert sample("julia_webhooks_received_total", ack) == before[0] + 1
+    assert sample("julia_webhooks_received_total", ignored) == before[1] + 1
+    turns = sample("julia_turns_total", {"outcome": "aguardando_resposta"})
+    metrics.observe_turn("aguardando_resposta", 0.2, lag_s=4.5)
+    assert sample("julia_turns_total", {"outcome": "aguardando_resposta"}) == turns + 1
+    assert sample("julia_inbox_lag_seconds_count", {}) >= 1

@@ -72,7 +72,9 @@ __all__ = [
     "WEBHOOKS",
     "WORKERS_ALIVE",
     "count_send",
+    "count_webhook",
     "instrument_worker",
+    "observe_turn",
     "refresh",
     "render",
     "serve",
@@ -180,6 +182,26 @@ def serve(port: int, host: str = "127.0.0.1") -> Any:
         return None
     log.info("metrics.serving", host=host, port=port)
     return server
+
+
+def count_webhook(provider: str, events: Any, outcome: str) -> None:
+    """One webhook request: each of its events by name (``messages.upsert``,
+    ``ack``, ``connection``...) and the request's outcome (accepted, duplicate, 401...)."""
+    names = [
+        getattr(ev, "evento", None) or type(ev).__name__.lower().replace("event", "")
+        for ev in events or ()
+    ] or ["none"]
+    for name in names:
+        WEBHOOKS.labels(provider, name, outcome).inc()
+
+
+def observe_turn(outcome: str, duration_s: float, lag_s: float | None = None) -> None:
+    """One inbound turn: its outcome, how long it took, and the inbox lag (arrival of
+    its first message to the start of the turn)."""
+    TURNS.labels(outcome).inc()
+    TURN_DURATION.observe(max(0.0, duration_s))
+    if lag_s is not None:
+        INBOX_LAG.observe(max(0.0, lag_s))
 
 
 async def count_send(app: App, sent: Any) -> None:
