@@ -9,6 +9,7 @@ in emergency mode, no message is lost or sent twice, every decision is recorded.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -226,3 +227,34 @@ async def test_a_number_not_on_whatsapp_is_not_the_chips_fault(pool_app: App) ->
     assert sandbox(app, "/_sandbox/calls")["sendText"] == 1  # no other chip tried
     assert await _rows(app, "SELECT * FROM chip_eventos") == []  # no error, no cooldown
     assert all(c.cooldown_until is None for c in await pool.list_chips(app))
+
+
+async def test_a_send_that_may_have_gone_out_is_reconciled_on_its_chip_not_resent(
+    settings: Settings, clock: FrozenClock, sandbox_gateway: str
+) -> None:
+    """A timeout after the gateway accepted: never retried on another chip (it would be a
+    duplicate); the queue holds it as incerta and reconciles it against the history of
+    the chip's own instance."""
+    configured = settings.model_copy(
+        update={
+            "evolution_url": sandbox_gateway,
+            "rate_limits_enabled": False,
+            "http_read_timeout_s": 0.3,
+        }
+    )
+    async with App.open(configured, clock=clock) as app:
+        await _pool(app)
+        sandbox(app, "/_sandbox/faults", "POST", json={"instance": "chip-85", "latency_ms": 800})
+        (mid,) = (await queue.enqueue_many(app, [NewMessage("oi", telefone="+5511988800001",
+                                                            tipo="prospeccao")])).ids  # fmt: skip
+        await run_once(app)
+        m = await queue.get(app, mid)
+        assert (m.status, m.outcome, m.instancia) == ("incerta", "OUTCOME_UNKNOWN", "chip-85")
+        await asyncio.sleep(1)  # the sandbox finishes the slow send it had accepted
+        sandbox(app, "/_sandbox/faults", "DELETE")
+        result = await send.reconcile(app, min_age_s=0)
+        assert (result.sent, result.requeued) == (1, 0)
+        m = await queue.get(app, mid)
+        assert m.status == "enviada"
+        seen = sandbox(app, "/_sandbox/messages")
+        assert [(x["instance"], x["number"]) for x in seen] == [("chip-85", "5511988800001")]

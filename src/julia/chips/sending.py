@@ -98,6 +98,12 @@ async def chips_present(app: App) -> bool:
     return present
 
 
+async def provider_of(app: App, instance: str) -> str | None:
+    """The provider of the chip hosted as ``instance``, or None when it is not a chip."""
+    chip = await pool.by_instance(app, instance)
+    return chip.provider if chip is not None else None
+
+
 async def choose(
     app: App, m: Message, *, exclude: frozenset[int] = frozenset(), tentativa: int = 1
 ) -> ChipSend:

@@ -90,9 +90,11 @@ async def route_for(app: App, message: Mensagem) -> Route:
     return Route(gateway, app.settings.evolution_instance, breakers=("evolution",))
 
 
-def gateway_for_instance(app: App, instance: str) -> Gateway:
-    """The gateway hosting ``instance`` (for reconciliation). Chips replace this too."""
-    return registry.default_gateway(app)
+async def gateway_for_instance(app: App, instance: str) -> Gateway:
+    """The gateway hosting ``instance`` (for reconciliation): the chip's provider when the
+    instance is a chip, else the default gateway."""
+    provider = await chip_sending.provider_of(app, instance)
+    return registry.gateway(app, provider) if provider else registry.default_gateway(app)
 
 
 # --- the send-outcome hook ---------------------------------------------------
@@ -472,7 +474,7 @@ async def reconcile(
         key = (instance, number)
         if key not in histories:
             try:
-                gateway = gateway_for_instance(app, instance)
+                gateway = await gateway_for_instance(app, instance)
                 histories[key] = await gateway.find_sent(instance, number)
             except GatewayError as exc:
                 log.warning("fila.reconcile_unavailable", error=str(exc))
