@@ -204,15 +204,3 @@ async def sandbox_app(
     )
     async with App.open(configured, clock=clock) as opened:
         yield opened
-
-
-# --- chips (shared) ---
-
-
-@pytest.fixture(autouse=True)
-def _structlog_to_current_stderr() -> None:
-    """A CLI test (CliRunner) leaves structlog printing to a stderr it then closes, and the
-    next test that logs fails with "I/O operation on closed file": point it back."""
-    from julia import logs
-
-    logs.configure("INFO", "json")
