@@ -11,17 +11,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia import alerts, logs, slack_sandbox
+from julia import alerts, slack_sandbox
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.errors import InvalidInput
 from julia.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_this_stderr() -> None:
-    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
-    logs.configure("INFO", "json")
 
 
 @pytest.fixture

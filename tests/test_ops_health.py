@@ -13,16 +13,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia import health, local, logs, migrations, worker
+from julia import health, local, migrations, worker
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.jobs import runner
 from julia.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_this_stderr() -> None:
-    logs.configure("INFO", "json")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from julia import alerts, health, logs, slack_sandbox, worker
+from julia import alerts, health, slack_sandbox, worker
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.fila import queue
@@ -19,11 +19,6 @@ from julia.jobs import registry, runner
 from julia.settings import Settings
 
 T0 = datetime(2026, 3, 4, 13, 3, 30, tzinfo=UTC)  # 10:03:30 in São Paulo: between ticks
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_this_stderr() -> None:
-    logs.configure("INFO", "json")
 
 
 @pytest.fixture

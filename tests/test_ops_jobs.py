@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from julia import alerts, logs
+from julia import alerts
 from julia.app import App
 from julia.clock import Clock, FrozenClock
 from julia.errors import UnknownJob
@@ -20,12 +20,6 @@ from julia.jobs.scheduler import run_scheduler
 from julia.settings import Settings
 
 calls: list[str] = []
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_this_stderr() -> None:
-    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
-    logs.configure("INFO", "json")
 
 
 @pytest.fixture

@@ -8,20 +8,14 @@ import socket
 import urllib.request
 from datetime import timedelta
 
-import pytest
 from rich.console import Console
 
-from julia import alerts, logs, metrics, overview, worker
+from julia import alerts, metrics, overview, worker
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.fila import queue
 from julia.jobs import runner
 from julia_cli.dashboard import render_top, sparkline
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_this_stderr() -> None:
-    logs.configure("INFO", "json")
 
 
 async def _seed(app: App, clock: FrozenClock) -> None:
