@@ -307,6 +307,8 @@ class Permit:
     epoch: int
     trial: bool
     failure: str | None = None
+    #: Closed, no failure in a full window: recording a success would change nothing.
+    steady: bool = False
 
     def fail(self, error_type: str) -> None:
         """Count this call as failed without raising (e.g. a 503 answered as a value)."""
@@ -420,7 +422,12 @@ class Breaker:
         if not res.allowed:
             metrics.CIRCUIT_REFUSED.labels(self.name).inc()
             raise CircuitOpen(self.name, res.state, res.retry_at)
-        return Permit(self, res.epoch, res.trial)
+        steady = (
+            res.state == "closed"
+            and res.consecutive_failures == 0
+            and res.window == "0" * self.config.window_calls
+        )
+        return Permit(self, res.epoch, res.trial, steady=steady)
 
     async def record(self, permit: Permit, outcome: Outcome, error_type: str = "") -> None:
         """Report a permitted call's outcome (``guard`` and ``call`` do it for you)."""
@@ -442,7 +449,7 @@ class Breaker:
             raise
         if permit.failure is not None:
             await self.record(permit, "fail", permit.failure)
-        else:
+        elif not permit.steady:  # a steady breaker's success is a no-op: save the round trip
             await self.record(permit, "ok")
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
