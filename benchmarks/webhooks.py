@@ -41,7 +41,7 @@ from julia import migrations
 from julia.app import resolve_endpoints
 from julia.settings import Settings
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 TOKEN = "bench-webhook-token-0123456789abcdef"
 HOST = "127.0.0.1"
 RUNS = 3

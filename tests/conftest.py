@@ -33,7 +33,7 @@ from julia.clock import FrozenClock  # noqa: E402
 from julia.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"  # copied from shared/fixtures
 _TEMPLATE_LOCK = 0x4A554C5445  # advisory lock serialising template creation
 
 

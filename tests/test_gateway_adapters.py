@@ -26,7 +26,7 @@ from julia.errors import (
 from julia.gateways.evolution import EvolutionGateway
 from julia.gateways.zapi import ZApiGateway
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture(name: str) -> Any:

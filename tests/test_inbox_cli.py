@@ -13,7 +13,7 @@ from julia.app import App
 from julia.clock import FrozenClock
 from julia.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def store_fixtures(settings: Settings) -> list[int]:

@@ -20,7 +20,7 @@ from julia.inbox import consumer
 from julia.inbox.processors import Step, TurnContext, default_processors, proceed
 from julia.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEXT = json.loads((FIXTURES / "evolution_messages_upsert_text.json").read_text())
 _seq = iter(range(1, 10**6))
 

@@ -20,7 +20,7 @@ from julia.inbox import (
     phone_from_jid,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def load(name: str) -> dict[str, Any]:

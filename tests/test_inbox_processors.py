@@ -28,7 +28,7 @@ from julia.sandbox.gateway import SandboxState
 from julia.sandbox.gateway import create_app as create_sandbox
 from julia.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEXT = json.loads((FIXTURES / "evolution_messages_upsert_text.json").read_text())
 AUDIO = json.loads((FIXTURES / "evolution_messages_upsert_audio.json").read_text())
 PHONE = "+5511987654321"

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from julia.sandbox.gateway import running
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from julia.clock import FrozenClock
 from julia.inbox import chatwoot_signature
 from julia.settings import Settings
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TOKEN = "webhook-secret-for-tests-0123456789"
 CHATWOOT_SECRET = "chatwoot-secret-for-tests"
 AUTH = {"X-Webhook-Token": TOKEN}
