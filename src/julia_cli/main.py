@@ -13,6 +13,7 @@ from julia_cli.commands import circuits as circuits_cmd
 from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
+from julia_cli.commands import ops as ops_cmd
 from julia_cli.commands import ratelimit as ratelimit_cmd
 from julia_cli.commands import sandbox as sandbox_cmd
 from julia_cli.commands import shim as shim_cmd
@@ -50,14 +51,15 @@ app.add_typer(system.db_app)
 app.add_typer(system.local_app)
 app.add_typer(medicos.app)
 app.add_typer(vagas.app)
-app.add_typer(inbox_cmd.app)
-app.add_typer(shim_cmd.app)
 app.add_typer(fila_cmd.app)
 app.add_typer(worker_cmd.app)
 app.add_typer(sandbox_cmd.app)
+app.add_typer(inbox_cmd.app)
+app.add_typer(shim_cmd.app)
 app.add_typer(chips_cmd.app)
 app.add_typer(circuits_cmd.app)
 app.add_typer(ratelimit_cmd.app)
+ops_cmd.register(app)
 
 
 def main() -> None:
