@@ -11,7 +11,6 @@ gateway retries). Nothing a sender posts produces a 500.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from julia import health as julia_health
 from julia import inbox, logs
+from julia import metrics as julia_metrics
 from julia.app import App
 from julia.clock import Clock
 from julia.errors import JuliaError, PayloadTooLarge
@@ -140,6 +141,7 @@ def webhook_route(provider: str, parse: Parser) -> Callable[[Request], Awaitable
         else:
             response = JSONResponse(result.as_dict())
             metrics.requests.labels(provider, result.reason or result.status).inc()
+            julia_metrics.count_webhook(provider, events, result.reason or result.status)
             metrics.latency.labels(provider).observe(time.perf_counter() - started)
             return response
         metrics.requests.labels(provider, str(response.status_code)).inc()
@@ -149,36 +151,21 @@ def webhook_route(provider: str, parse: Parser) -> Callable[[Request], Awaitable
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return JSONResponse(julia_health.liveness())
 
 
 async def ready(request: Request) -> Response:
-    """200 when Postgres and Redis both answer within 2 s, else 503 naming what failed."""
-    julia: App = request.app.state.julia
-    checks: dict[str, str] = {}
-
-    async def postgres() -> None:
-        async with julia.pool.connection(timeout=2.0) as conn:
-            await conn.execute("SELECT 1")
-
-    async def redis() -> None:
-        await julia.redis.ping()
-
-    for name, check in (("postgres", postgres), ("redis", redis)):
-        try:
-            await asyncio.wait_for(check(), timeout=2.0)
-            checks[name] = "ok"
-        except Exception as exc:
-            checks[name] = f"unavailable: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503
-    )
+    """200 when Postgres and Redis both answer within 2 s, else 503 naming what failed
+    (:func:`julia.health.readiness`)."""
+    result = await julia_health.readiness(request.app.state.julia)
+    return JSONResponse(result.as_dict(), status_code=200 if result.ok else 503)
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """This shim's request metrics, then every metric of :mod:`julia.metrics`."""
     metrics: Metrics = request.app.state.metrics
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body = generate_latest(metrics.registry) + await julia_metrics.render(request.app.state.julia)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(

@@ -31,16 +31,6 @@ from prometheus_client import (
 
 from julia.logs import get_logger
 
-# Circuit state and rate-limit decisions are counted where they happen, in resilience;
-# they are the same objects here so every metric is importable from this one module.
-from julia.resilience.metrics import (
-    CIRCUIT_LOCAL,
-    CIRCUIT_REFUSED,
-    CIRCUIT_STATE,
-    CIRCUIT_TRANSITIONS,
-    RATE_LIMIT_DECISIONS,
-)
-
 if TYPE_CHECKING:
     from julia.app import App
 
@@ -66,6 +56,7 @@ __all__ = [
     "SENDS",
     "SEND_LATENCY",
     "SLACK_DELIVERIES",
+    "STATE_VALUES",
     "TOOL_CALLS",
     "TURNS",
     "TURN_DURATION",
@@ -129,6 +120,33 @@ RATE_LIMIT_DENIALS = Counter(
     "julia_rate_limit_denials_total", "Outbound messages held back by a rate limit.", ["limit"]
 )
 WORKERS_ALIVE = Gauge("julia_workers_alive", "Workers whose heartbeat is fresh.")
+
+# --- resilience (counted in julia.resilience.breaker and .ratelimit) ---------------------
+#: Numeric value of each breaker state in ``julia_circuit_state``.
+STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2, "forced_open": 3, "disabled": 4}
+
+CIRCUIT_STATE = Gauge(
+    "julia_circuit_state",
+    "Circuit breaker state: 0 closed, 1 half_open, 2 open, 3 forced_open, 4 disabled.",
+    ["name"],
+)
+CIRCUIT_TRANSITIONS = Counter(
+    "julia_circuit_transitions",
+    "Circuit breaker transitions seen by this process.",
+    ["name", "from_state", "to_state"],
+)
+CIRCUIT_REFUSED = Counter(
+    "julia_circuit_refused", "Calls refused by an open circuit breaker.", ["name"]
+)
+CIRCUIT_LOCAL = Gauge(
+    "julia_circuit_local_fallback",
+    "1 while this process keeps breaker state locally because Redis is unreachable.",
+)
+RATE_LIMIT_DECISIONS = Counter(
+    "julia_rate_limit_decisions",
+    "Outbound rate-limit decisions by limit ('ok' when allowed) and backend.",
+    ["limit", "backend"],
+)
 
 # --- operations -----------------------------------------------------------------
 JOB_RUNS = Counter(

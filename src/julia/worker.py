@@ -28,6 +28,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from julia import monitors
 from julia.app import App
 from julia.errors import InvalidInput
 from julia.fila import consumer as fila_consumer
@@ -42,6 +43,7 @@ Consumer = Callable[[App, asyncio.Event, str], Awaitable[None]]
 CONSUMERS: dict[str, Consumer] = {
     "fila": fila_consumer.run,
     "inbox": inbox_consumer.run,
+    "ops": monitors.worker_consumer,  # metrics, and watches the scheduler
 }
 
 #: Seconds before a crashed consumer is started again.

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from julia import audit, phones
+from julia import alerts, audit, phones
 from julia.app import App
 from julia.errors import Conflict, InvalidInput, NotFound
 from julia.fila.states import Outcome, Status, check
@@ -460,18 +460,18 @@ async def finish(app: App, worker_id: str, results: Sequence[Result]) -> set[int
         changed = list(await cur.fetchall())
         dead = [r for r in changed if r["status"] == Status.DLQ and r["outcome"] in ALERTING]
         if dead:
-            await raise_alert(
-                conn,
-                now,
+            await alerts.raise_alert(  # deduplicated; Slack told once it committed
+                app,
                 "fila.dlq",
-                "critical",
                 f"{len(dead)} message(s) moved to the dead-letter queue",
-                {
+                severity="critical",
+                details={
                     "ids": [r["id"] for r in dead],
                     "outcomes": sorted({r["outcome"] for r in dead}),
                     "last_error": dead[-1]["ultimo_erro"],
                     "worker": worker_id,
                 },
+                conn=conn,
             )
     lost = len(results) - len(changed)
     if lost:
@@ -595,10 +595,11 @@ async def rescue(app: App) -> RescueResult:
         rows = list(await cur.fetchall())
         dead = [r["id"] for r in rows if r["status"] == Status.DLQ]
         if dead:
-            await raise_alert(
-                conn, now, "fila.dlq", "critical",
+            await alerts.raise_alert(
+                app, "fila.dlq",
                 f"{len(dead)} message(s) moved to the dead-letter queue after lease expiry",
-                {"ids": dead, "outcomes": [Outcome.FAILED_MAX_ATTEMPTS.value]},
+                severity="critical",
+                details={"ids": dead, "outcomes": [Outcome.FAILED_MAX_ATTEMPTS.value]}, conn=conn,
             )  # fmt: skip
     result = RescueResult(
         requeued=sum(1 for r in rows if r["status"] == Status.PENDENTE),

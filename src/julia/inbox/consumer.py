@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from julia import metrics
 from julia.app import App
 from julia.inbox.processors import (
     Message,
@@ -128,14 +130,20 @@ async def step(
         return None
     ids = tuple(r["id"] for r in rows)
     ctx = TurnContext.of(key, (_message(r) for r in rows))
+    lag_s = (app.clock.now() - min(r["received_at"] for r in rows)).total_seconds()
+    started = time.perf_counter()
     renewal = asyncio.create_task(_renew(app, key, worker_id))
     try:
         result = await run_pipeline(app, ctx, processors or default_processors())
     except Exception as exc:
-        return await _fail(app, key, worker_id, ids, max(r["attempts"] for r in rows), exc)
+        turn = await _fail(app, key, worker_id, ids, max(r["attempts"] for r in rows), exc)
+        metrics.observe_turn("erro", time.perf_counter() - started, lag_s)
+        return turn
     finally:
         renewal.cancel()
-    return await _finish(app, key, worker_id, ids, result)
+    turn = await _finish(app, key, worker_id, ids, result)
+    metrics.observe_turn(turn.status or "unknown", time.perf_counter() - started, lag_s)
+    return turn
 
 
 async def _renew(app: App, key: str, worker_id: str) -> None:

@@ -1,5 +1,5 @@
 """Operations: ``julia scheduler``, ``julia jobs``, ``julia health``, ``julia alerts``,
-``julia top`` and the Slack sandbox."""
+``julia top``. (The Slack sandbox is ``julia sandbox slack``.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from julia import alerts, health, overview, slack_sandbox
+from julia import alerts, health, overview
 from julia.jobs import runner
 from julia.jobs.scheduler import run_scheduler
 from julia_cli import render
@@ -198,19 +198,6 @@ async def top(
                     live.update(render_top(await overview.overview(a)), refresh=True)
 
 
-def slack_sandbox_cmd(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8090,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-) -> None:
-    """Run the Slack sandbox (an incoming webhook that records what it receives)."""
-    settings()
-    render.message(
-        f"Slack sandbox on http://{host}:{port}/services/T000/B000/sandbox"
-        f" (messages at /_sandbox/messages)"
-    )
-    slack_sandbox.serve(host=host, port=port)
-
-
 def register(app: typer.Typer) -> None:
     """Add the operations commands to the root app (one line in main.py)."""
     app.command("scheduler")(scheduler)
@@ -218,4 +205,3 @@ def register(app: typer.Typer) -> None:
     app.command("health")(health_cmd)
     app.add_typer(alerts_app)
     app.command("top")(top)
-    app.command("slack-sandbox")(slack_sandbox_cmd)

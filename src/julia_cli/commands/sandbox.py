@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from julia import slack_sandbox
 from julia.sandbox import gateway
 from julia_cli import render
 from julia_cli.base import JuliaTyper
@@ -31,3 +32,13 @@ def gateway_(
     """Run an Evolution API v2 sandbox gateway (GET /_sandbox/messages, POST /_sandbox/faults)."""
     render.message(f"sandbox gateway on http://{host}:{port} (webhooks: {webhook_url or 'off'})")
     gateway.serve(host=host, port=port, webhook_url=webhook_url, api_key=api_key, auto_ack=auto_ack)
+
+
+@app.command("slack")
+def slack(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8090,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Run a Slack incoming-webhook sandbox (GET /_sandbox/messages, POST /_sandbox/faults)."""
+    render.message(f"Slack sandbox on http://{host}:{port}/services/T000/B000/sandbox")
+    slack_sandbox.serve(host=host, port=port)
