@@ -192,3 +192,12 @@ async def test_a_gateway_that_is_down_does_not_demote_the_pool(
     assert {c.connected for c in await pool.list_chips(app)} == {True}
     rows = await _rows(app, "SELECT kind FROM alerts WHERE kind = 'chip.gateway_unreachable'")
     assert len(rows) == 2  # once, then again after the 30-minute cooldown
+
+
+async def test_pool_check_without_any_chip_is_single_instance_mode(app: App) -> None:
+    """No chip registered: the single instance from settings sends; no pool alerts."""
+    report = await health.pool_check(app)
+    assert (report.active, report.problems, report.alerts_raised) == (0, [], 0)
+    async with app.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM alerts WHERE kind LIKE 'chip.pool%%'")
+        assert await cur.fetchone() == {"n": 0}

@@ -275,7 +275,7 @@ async def pool_check(app: App) -> PoolReport:
             " count(*) FILTER (WHERE status = 'active' AND trust_score >= %(t)s"
             "   AND connected IS NOT FALSE"
             "   AND (cooldown_until IS NULL OR cooldown_until <= %(now)s))"
-            "   AS may_prospect FROM chips",
+            "   AS may_prospect, count(*) AS total FROM chips",
             {"t": s.chip_threshold_prospeccao, "now": now},
         )
         row = await cur.fetchone()
@@ -284,6 +284,8 @@ async def pool_check(app: App) -> PoolReport:
         active=int(row["active"]), ready=int(row["ready"]), warming=int(row["warming"]),
         may_prospect=int(row["may_prospect"]),
     )  # fmt: skip
+    if row["total"] == 0:  # no pool at all: single-instance mode, nothing to watch
+        return report
     if report.active < s.chip_pool_min_active:
         report.problems.append({"kind": "chip.pool_active_low", "severity": "critical",
                                 "message": f"{report.active} active chips, minimum "

@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from julia import alerts, audit, phones
 from julia.app import App
@@ -479,22 +478,6 @@ async def finish(app: App, worker_id: str, results: Sequence[Result]) -> set[int
     if dead:
         log.error("fila.dlq", count=len(dead), ids=[r["id"] for r in dead][:20])
     return {r["id"] for r in changed}
-
-
-async def raise_alert(
-    conn: AsyncConnection[Any],
-    at: datetime,
-    kind: str,
-    severity: str,
-    message: str,
-    details: dict[str, Any],
-) -> None:
-    """Write one ``alerts`` row inside the caller's transaction."""
-    await conn.execute(
-        "INSERT INTO alerts (kind, severity, message, details, created_at)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (kind, severity, message, Jsonb(details), at),
-    )
 
 
 async def complete(app: App, worker_id: str, id: int, provider_message_id: str) -> bool:
