@@ -21,19 +21,18 @@ import asyncio
 import itertools
 import json
 import random
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from julia.sandbox import server
 
 
 @dataclass
@@ -114,30 +113,14 @@ def create_app() -> Starlette:
     return app
 
 
-def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-
-
 def serve(*, host: str = "127.0.0.1", port: int = 8090) -> None:
     """Run the Slack sandbox until interrupted (blocking)."""
-    uvicorn.Server(_config(create_app(), host, port)).run()
+    server.serve(create_app(), host, port)
 
 
 @contextmanager
 def running(*, host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[str, SlackState]]:
     """Run the sandbox in a background thread; yields ``(webhook_url, state)``."""
     app = create_app()
-    server = uvicorn.Server(_config(app, host, port))
-    thread = threading.Thread(target=server.run, name="slack-sandbox", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the Slack sandbox did not start")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with server.in_thread(app, host, port, "Slack sandbox") as bound:
         yield f"http://{host}:{bound}/services/T000/B000/sandbox", app.state.slack
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -36,11 +35,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from julia.sandbox import server
 
 SERVER_URL = "http://sandbox.local"
 OWN_JID = "5511900000000@s.whatsapp.net"
@@ -416,12 +416,6 @@ def create_app(
     return app
 
 
-def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
-    )
-
-
 def serve(
     *,
     host: str = "127.0.0.1",
@@ -431,8 +425,9 @@ def serve(
     auto_ack: bool = False,
 ) -> None:
     """Run the sandbox gateway until interrupted (blocking)."""
-    app = create_app(webhook_url=webhook_url, api_key=api_key, auto_ack=auto_ack)
-    uvicorn.Server(_config(app, host, port)).run()
+    server.serve(
+        create_app(webhook_url=webhook_url, api_key=api_key, auto_ack=auto_ack), host, port
+    )
 
 
 @contextmanager
@@ -441,17 +436,5 @@ def running(
 ) -> Iterator[tuple[str, SandboxState]]:
     """Run the sandbox in a background thread; yields ``(base_url, state)``."""
     app = create_app(**options)
-    server = uvicorn.Server(_config(app, host, port))
-    thread = threading.Thread(target=server.run, name="sandbox-gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the sandbox gateway did not start")
-        time.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    with server.in_thread(app, host, port, "sandbox gateway") as bound:
         yield f"http://{host}:{bound}", app.state.sandbox
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
