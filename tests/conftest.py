@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -204,3 +205,13 @@ async def sandbox_app(
     )
     async with App.open(configured, clock=clock) as opened:
         yield opened
+
+
+@pytest.fixture
+async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the shim in-process (ASGI), on this test's App."""
+    from shim.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(julia=app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://shim") as c:
+        yield c

@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from shim.app import create_app
 
-from julia import inbox, logs
+from julia import inbox
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.inbox import consumer
@@ -35,19 +32,6 @@ def upsert(text: str, number: str = "5511987654321", **key: Any) -> dict[str, An
     } | key
     body["data"]["message"] = {"conversation": text}
     return body
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_stderr() -> None:
-    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
-    logs.configure("INFO", "json")
-
-
-@pytest.fixture
-async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(julia=app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://shim") as c:
-        yield c
 
 
 async def post(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from shim.app import create_app
 
-from julia import logs
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.fila.queue import NewMessage, enqueue
@@ -44,19 +42,6 @@ def upsert(text: str | None = None, number: str = PHONE[1:], **key: Any) -> dict
     } | key
     body["data"]["message"] = {"conversation": text}
     return body
-
-
-@pytest.fixture(autouse=True)
-def _logs_to_stderr() -> None:
-    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
-    logs.configure("INFO", "json")
-
-
-@pytest.fixture
-async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(julia=app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://shim") as c:
-        yield c
 
 
 @pytest.fixture

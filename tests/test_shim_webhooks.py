@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from shim.app import create_app
 
-from julia import logs
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.inbox import chatwoot_signature
@@ -31,12 +30,6 @@ CHATWOOT_SECRET = "chatwoot-secret-for-tests"
 AUTH = {"X-Webhook-Token": TOKEN}
 
 
-@pytest.fixture(autouse=True)
-def _logs_to_stderr() -> None:
-    """A CLI test leaves structlog printing to CliRunner's closed stderr: point it back."""
-    logs.configure("INFO", "json")
-
-
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(
@@ -45,13 +38,6 @@ def settings(settings: Settings) -> Settings:
             "chatwoot_webhook_secret": SecretStr(CHATWOOT_SECRET),
         }
     )
-
-
-@pytest.fixture
-async def client(app: App) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(julia=app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://shim") as c:
-        yield c
 
 
 def fixture(name: str) -> dict[str, Any]:
