@@ -16,13 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,26 +33,6 @@ from julia.settings import Settings
 log = logs.get_logger("shim")
 
 Parser = Callable[[Request, Any, bytes], list[Event]]
-
-
-class Metrics:
-    """Prometheus metrics of one shim (its own registry: no module-level state)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "julia_webhooks",
-            "Webhook requests by provider and result.",
-            ["provider", "result"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "julia_webhook_seconds",
-            "Time to answer a webhook.",
-            ["provider"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
-        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -103,51 +76,59 @@ def _error(exc: JuliaError) -> JSONResponse:
 
 def webhook_route(provider: str, parse: Parser) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        julia: App = request.app.state.julia
-        metrics: Metrics = request.app.state.metrics
+        # One trace per request: stored with its messages and carried on to the turn
+        # and the replies they make; answered in X-Trace-Id for the sender's logs.
         started = time.perf_counter()
-        stage = "auth"
-        try:
-            headers = request.headers
-            if provider == "chatwoot":
-                raw = await read_body(request, julia.settings.webhook_max_body_bytes)
-                inbox.verify_chatwoot(julia.settings, headers, raw, julia.clock.now())
-            else:
-                inbox.verify_gateway(julia.settings, headers, julia.clock.now())
-                raw = await read_body(request, julia.settings.webhook_max_body_bytes)
-            stage = "parse"
-            body, text = inbox.decode_body(raw)
-            events = parse(request, body, raw)
-            stage = "store"
-            result = await inbox.accept(julia, events, text)
-        except JuliaError as exc:
-            response = _error(exc)
-            log.warning(
-                "webhook.rejected",
-                provider=provider,
-                stage=stage,
-                http_status=response.status_code,
-                error=type(exc).__name__,
-                reason=exc.message,
-            )
-        except Exception as exc:  # never a 500: a parse bug is 400, anything else 503
-            status = 400 if stage == "parse" else 503
-            log.error("webhook.failed", provider=provider, stage=stage, error=type(exc).__name__)
-            response = JSONResponse(
-                {"status": "error", "reason": "unprocessable payload" if status == 400
-                 else "temporarily unavailable"},
-                status_code=status,
-            )  # fmt: skip
-        else:
-            response = JSONResponse(result.as_dict())
-            metrics.requests.labels(provider, result.reason or result.status).inc()
-            julia_metrics.count_webhook(provider, events, result.reason or result.status)
-            metrics.latency.labels(provider).observe(time.perf_counter() - started)
-            return response
-        metrics.requests.labels(provider, str(response.status_code)).inc()
+        with logs.traced() as trace_id:
+            response, events, outcome = await _handle(request, provider, parse)
+        response.headers["X-Trace-Id"] = trace_id
+        julia_metrics.count_webhook(provider, events, outcome, time.perf_counter() - started)
         return response
 
     return endpoint
+
+
+async def _handle(
+    request: Request, provider: str, parse: Parser
+) -> tuple[Response, list[Event], str]:
+    """The response, the events parsed (none when rejected before) and the outcome."""
+    julia: App = request.app.state.julia
+    stage = "auth"
+    events: list[Event] = []
+    try:
+        headers = request.headers
+        if provider == "chatwoot":
+            raw = await read_body(request, julia.settings.webhook_max_body_bytes)
+            inbox.verify_chatwoot(julia.settings, headers, raw, julia.clock.now())
+        else:
+            inbox.verify_gateway(julia.settings, headers, julia.clock.now())
+            raw = await read_body(request, julia.settings.webhook_max_body_bytes)
+        stage = "parse"
+        body, text = inbox.decode_body(raw)
+        events = parse(request, body, raw)
+        stage = "store"
+        result = await inbox.accept(julia, events, text)
+    except JuliaError as exc:
+        response = _error(exc)
+        log.warning(
+            "webhook.rejected",
+            provider=provider,
+            stage=stage,
+            http_status=response.status_code,
+            error=type(exc).__name__,
+            reason=exc.message,
+        )
+    except Exception as exc:  # never a 500: a parse bug is 400, anything else 503
+        status = 400 if stage == "parse" else 503
+        log.error("webhook.failed", provider=provider, stage=stage, error=type(exc).__name__)
+        response = JSONResponse(
+            {"status": "error", "reason": "unprocessable payload" if status == 400
+             else "temporarily unavailable"},
+            status_code=status,
+        )  # fmt: skip
+    else:
+        return JSONResponse(result.as_dict()), events, result.reason or result.status
+    return response, events, str(response.status_code)
 
 
 async def health(request: Request) -> Response:
@@ -162,10 +143,9 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """This shim's request metrics, then every metric of :mod:`julia.metrics`."""
-    metrics: Metrics = request.app.state.metrics
-    body = generate_latest(metrics.registry) + await julia_metrics.render(request.app.state.julia)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    """Every metric of :mod:`julia.metrics` (webhooks by event and outcome among them)."""
+    body = await julia_metrics.render(request.app.state.julia)
+    return Response(body, media_type=julia_metrics.CONTENT_TYPE)
 
 
 def create_app(
@@ -200,7 +180,6 @@ def create_app(
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.metrics = Metrics()
     if julia is not None:
         app.state.julia = julia
     return app

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from julia import inbox
+from julia import alerts, inbox
 from julia.app import App
 from julia.clock import FrozenClock
 from julia.inbox import consumer
@@ -217,6 +217,8 @@ async def test_failing_turn_is_retried_with_backoff_then_parked(
         0
     ].last_error == "RuntimeError: LLM exploded"
     assert boom.calls == 3 and await turns(app) == []
+    [alert] = await alerts.list_alerts(app, kind="inbox.parked")
+    assert alert.details["ids"] == [mid, mid + 1] and "julia inbox replay" in alert.message
     # The operator replays it; with the processor fixed it goes through.
     await inbox.replay(app, mid)
     assert (await inbox.get(app, mid))["status"] == "pendente"
@@ -266,3 +268,43 @@ async def test_a_long_turn_keeps_its_lease(
     recorder.release.set()
     done = await turn
     assert done is not None and done.status == "aguardando_resposta"
+
+
+async def test_the_rescue_frees_dead_leases_and_alerts_once_on_stalled_messages(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock
+) -> None:
+    await post(client, upsert("oi"))
+    clock.advance(5)
+    assert await consumer.claim(app, "dead-worker") is not None
+    assert await consumer.rescue(app) == consumer.Rescue(0, 0, None)  # lease alive, too soon
+    clock.advance(app.settings.inbox_lease_s + 1)
+    freed = await consumer.rescue(app)
+    assert freed.leases_freed == 1 and freed.stuck == 0
+    # nobody consumes the inbox: past JULIA_ALERT_INBOX_STUCK_MIN it is an alert, once
+    clock.advance(app.settings.alert_inbox_stuck_min * 60)
+    stalled = await consumer.rescue(app)
+    assert (stalled.leases_freed, stalled.stuck) == (0, 1) and stalled.oldest_min >= 10
+    await post(client, upsert("alô?", number="5511911112222"))
+    clock.advance(app.settings.alert_inbox_stuck_min * 60)
+    assert (await consumer.rescue(app)).stuck == 2
+    [alert] = await alerts.list_alerts(app, kind="inbox.stalled")
+    assert alert.repeats == 1 and alert.severity == "critical"
+    # a consumer runs again: the messages become turns and nothing is stuck
+    while await consumer.step(app, "w1") is not None:
+        pass
+    assert (await consumer.rescue(app)).stuck == 0
+
+
+async def test_messages_backing_off_after_a_failure_are_not_stalled(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock, settings: Settings
+) -> None:
+    app.settings = settings.model_copy(
+        update={"inbox_retry_base_s": 3600.0, "inbox_retry_max_s": 3600.0}
+    )
+    await post(client, upsert("oi"))
+    clock.advance(5)
+    failed = await consumer.step(app, "w1", [Boom(), *default_processors()])
+    assert failed is not None and failed.erro and not failed.parked
+    clock.advance(app.settings.alert_inbox_stuck_min * 60 + 1)
+    assert (await consumer.rescue(app)).stuck == 0
+    assert await alerts.list_alerts(app, kind="inbox.stalled") == []

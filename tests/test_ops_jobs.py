@@ -170,11 +170,31 @@ async def test_partitions_job_creates_months_ahead(app: App, clock: FrozenClock)
         assert (await cur.fetchone())["n"] == 3
 
 
+async def test_inbox_rescue_job_frees_the_leases_of_dead_consumers(
+    app: App, clock: FrozenClock
+) -> None:
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO inbox_leases (conversa_key, worker_id, expires_at) VALUES"
+            " ('+5511987654321', 'dead', %s), ('+5511911112222', 'alive', %s)",
+            (clock.now() - timedelta(seconds=1), clock.now() + timedelta(seconds=60)),
+        )
+    done = await runner.run_job(app, "inbox_rescue", manual=True)
+    assert done.status == "ok" and done.items == 1
+    assert done.details | {"duration_s": 0} == {
+        "leases_freed": 1, "stuck": 0, "oldest_min": None, "duration_s": 0
+    }  # fmt: skip
+    async with app.pool.connection() as conn:
+        cur = await conn.execute("SELECT worker_id FROM inbox_leases")
+        assert [r["worker_id"] for r in await cur.fetchall()] == ["alive"]
+
+
 def test_jobs_cli(cli, app: App) -> None:  # type: ignore[no-untyped-def]
     listed = cli("jobs", "list", "--json")
     assert listed.exit_code == 0, listed.output
     names = {j["name"]: j for j in json.loads(listed.stdout)}
-    assert {"watchdog", "metrics_snapshot", "interacoes_partitions", "fila_rescue"} <= set(names)
+    assert {"watchdog", "metrics_snapshot", "interacoes_partitions", "fila_rescue",
+            "inbox_rescue"} <= set(names)  # fmt: skip
     assert names["watchdog"]["next_run"] is not None
     ran = cli("jobs", "run", "metrics_snapshot", "--json")
     assert ran.exit_code == 0, ran.output

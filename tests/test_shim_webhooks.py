@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from shim.app import create_app
 
@@ -396,9 +397,20 @@ async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["postgres"] == "ok"
-    await client.post("/webhooks/evolution", content=b"{", headers=AUTH)
+    labels = {"provider": "evolution", "event": "none", "outcome": "400"}
+
+    def rejected() -> float:
+        return REGISTRY.get_sample_value("julia_webhooks_received_total", labels) or 0.0
+
+    before = rejected()
+    r = await client.post("/webhooks/evolution", content=b"{", headers=AUTH)
+    assert r.status_code == 400 and len(r.headers["x-trace-id"]) == 16
     metrics = (await client.get("/metrics")).text
-    assert 'julia_webhooks_total{provider="evolution",result="400"} 1.0' in metrics
+    assert rejected() == before + 1  # counted once, by julia.metrics only
+    assert 'julia_webhooks_received_total{event="none",outcome="400",provider="evolution"}' in (
+        metrics
+    )
+    assert "julia_webhook_seconds_count" in metrics and "julia_webhooks_total" not in metrics
 
 
 async def test_redis_down_keeps_accepting_but_is_not_ready(settings: Settings) -> None:

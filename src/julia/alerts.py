@@ -72,6 +72,8 @@ KINDS: dict[str, Kind] = {
         Kind("chip.demoted", "warning", "Chip demoted"),
         Kind("chip.trust_low", "critical", "Chip fell to vermelho/crítico"),
         Kind("handoff.not_notified", "critical", "Handoff without notification"),
+        Kind("inbox.stalled", "critical", "Inbound messages not turned into turns"),
+        Kind("inbox.parked", "warning", "Inbound messages parked after failing"),
     )
 }
 

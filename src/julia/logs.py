@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -29,6 +30,18 @@ def new_trace_id() -> str:
     tid = uuid.uuid4().hex[:16]
     trace_id_var.set(tid)
     return tid
+
+
+@contextmanager
+def traced(trace_id: str | None = None) -> Iterator[str]:
+    """Run a block under ``trace_id`` (a new one when None), restoring the previous
+    id after: a webhook request, or a stored message whose trace is carried on."""
+    tid = trace_id or uuid.uuid4().hex[:16]
+    token = trace_id_var.set(tid)
+    try:
+        yield tid
+    finally:
+        trace_id_var.reset(token)
 
 
 def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -61,6 +61,7 @@ __all__ = [
     "TURNS",
     "TURN_DURATION",
     "WEBHOOKS",
+    "WEBHOOK_SECONDS",
     "WORKERS_ALIVE",
     "count_send",
     "count_webhook",
@@ -80,6 +81,12 @@ WEBHOOKS = Counter(
     "julia_webhooks_received_total",
     "Webhooks received, by event and outcome (stored, duplicate, ignored, rejected...).",
     ["provider", "event", "outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "julia_webhook_seconds",
+    "Time the shim took to answer a webhook.",
+    ["provider"],
+    buckets=_FAST,
 )
 INBOX_LAG = Histogram(
     "julia_inbox_lag_seconds",
@@ -202,15 +209,20 @@ def serve(port: int, host: str = "127.0.0.1") -> Any:
     return server
 
 
-def count_webhook(provider: str, events: Any, outcome: str) -> None:
+def count_webhook(
+    provider: str, events: Any, outcome: str, duration_s: float | None = None
+) -> None:
     """One webhook request: each of its events by name (``messages.upsert``,
-    ``ack``, ``connection``...) and the request's outcome (accepted, duplicate, 401...)."""
+    ``ack``, ``connection``...; ``none`` when it was rejected before parsing), the
+    request's outcome (accepted, duplicate, 401...) and the time it took to answer."""
     names = [
         getattr(ev, "evento", None) or type(ev).__name__.lower().replace("event", "")
         for ev in events or ()
     ] or ["none"]
     for name in names:
         WEBHOOKS.labels(provider, name, outcome).inc()
+    if duration_s is not None:
+        WEBHOOK_SECONDS.labels(provider).observe(max(0.0, duration_s))
 
 
 def observe_turn(outcome: str, duration_s: float, lag_s: float | None = None) -> None:

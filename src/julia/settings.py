@@ -491,6 +491,9 @@ class Settings(BaseSettings):
     inbox_rescue_interval_s: float = Field(
         default=300.0, gt=0, description="Seconds between rescues of stuck inbox turns."
     )
+    alert_inbox_stuck_min: float = Field(
+        default=10.0, gt=0, description="Inbox alert: a message due for its turn this long."
+    )
     partitions_months_ahead: int = Field(
         default=2, ge=1, description="Monthly interacoes partitions kept created ahead."
     )

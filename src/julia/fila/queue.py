@@ -23,7 +23,7 @@ from julia import alerts, audit, phones
 from julia.app import App
 from julia.errors import Conflict, InvalidInput, NotFound
 from julia.fila.states import Outcome, Status, check
-from julia.logs import get_logger
+from julia.logs import get_logger, trace_id_var
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ COLUMNS = (
     "id, medico_id, telefone, conversa_id, campanha_id, tipo, texto, prioridade, agendar_para,"
     " status, tentativas, max_tentativas, proxima_tentativa_em, lease_owner, lease_ate,"
     " send_started_at, chip_id, instancia, outcome, motivo, ultimo_erro, provider_message_id,"
-    " idempotency_key, created_at, updated_at, enviada_em"
+    " idempotency_key, created_at, updated_at, enviada_em, trace_id"
 )
 
 
@@ -70,6 +70,8 @@ class Mensagem:
     created_at: datetime
     updated_at: datetime
     enviada_em: datetime | None
+    #: The trace it was queued under (the webhook, CLI command or job): its send logs it.
+    trace_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +92,8 @@ class NewMessage:
     agendar_para: datetime | str | None = None
     idempotency_key: str | None = None
     max_tentativas: int | None = None
+    #: None: the current trace (:data:`julia.logs.trace_id_var`).
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ def _validate(app: App, m: NewMessage, now: datetime) -> dict[str, Any]:
         "conversa_id": m.conversa_id,
         "campanha_id": m.campanha_id,
         "max_tentativas": max_t,
+        "trace_id": m.trace_id or trace_id_var.get(),
     }
 
 
@@ -190,9 +195,10 @@ WITH src AS (
     SELECT * FROM unnest(
         %(telefone)s::text[], %(texto)s::text[], %(tipo)s::text[], %(prioridade)s::int[],
         %(agendar_para)s::timestamptz[], %(idempotency_key)s::text[], %(medico_id)s::bigint[],
-        %(conversa_id)s::bigint[], %(campanha_id)s::bigint[], %(max_tentativas)s::int[]
+        %(conversa_id)s::bigint[], %(campanha_id)s::bigint[], %(max_tentativas)s::int[],
+        %(trace_id)s::text[]
     ) WITH ORDINALITY AS s(telefone, texto, tipo, prioridade, agendar_para, idempotency_key,
-                           medico_id, conversa_id, campanha_id, max_tentativas, ord)
+                           medico_id, conversa_id, campanha_id, max_tentativas, trace_id, ord)
 ), resolved AS (
     SELECT s.*, COALESCE(m1.id, m2.id) AS mid, COALESCE(m1.telefone, s.telefone) AS tel,
            COALESCE(m1.opted_out, m2.opted_out, false) AS opted_out
@@ -202,12 +208,12 @@ WITH src AS (
 )
 INSERT INTO fila_mensagens (medico_id, telefone, conversa_id, campanha_id, tipo, texto,
     prioridade, agendar_para, proxima_tentativa_em, status, outcome, motivo, max_tentativas,
-    idempotency_key, created_at, updated_at)
+    idempotency_key, created_at, updated_at, trace_id)
 SELECT mid, tel, conversa_id, campanha_id, tipo, texto, prioridade, agendar_para, agendar_para,
        CASE WHEN opted_out THEN 'bloqueada' ELSE 'pendente' END,
        CASE WHEN opted_out THEN 'BLOCKED_OPTOUT' END,
        CASE WHEN opted_out THEN 'the doctor had opted out when it was enqueued' END,
-       max_tentativas, idempotency_key, %(now)s, %(now)s
+       max_tentativas, idempotency_key, %(now)s, %(now)s, trace_id
 FROM resolved ORDER BY ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, status

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from julia import phones
+from julia import logs, phones
 from julia.app import App
 from julia.chips import sending as chip_sending
 from julia.errors import (
@@ -299,6 +299,10 @@ async def _send_one(
         result = Result(
             m.id, Status.ENVIADA, Outcome.SENT, provider_message_id=sent.provider_message_id
         )
+        log.info(
+            "fila.sent", id=m.id, telefone=mask_phone(m.telefone), tipo=m.tipo,
+            instancia=route.instance, attempt=m.tentativas, latency_s=round(latency, 4),
+        )  # fmt: skip
     else:
         status, outcome, code = _failure(m, error)
         proxima = None
@@ -394,6 +398,8 @@ async def process_batch(
     gate = gate or asyncio.Semaphore(concurrency or app.settings.worker_concurrency)
 
     async def one(m: Mensagem) -> None:
+        # each runs in its own task (gather), so the trace set here is this message's own
+        logs.trace_id_var.set(m.trace_id)
         async with gate:
             if lease is not None and not lease.valid():  # the lease may be gone: do not send
                 why = "lease not renewed in time; not sent"

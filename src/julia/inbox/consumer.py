@@ -28,7 +28,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from julia import metrics
+from julia import alerts, logs, metrics
 from julia.app import App
 from julia.inbox.processors import (
     Message,
@@ -64,7 +64,7 @@ RETURNING conversa_key
 """
 _ROWS = """
 SELECT id, provider, instance, provider_message_id, telefone, remote_jid, from_me, is_group,
-       tipo, texto, midia, push_name, received_at, attempts
+       tipo, texto, midia, push_name, received_at, attempts, trace_id
 FROM mensagens_recebidas
 WHERE conversa_key = %s AND status = 'pendente' AND kind = 'mensagem'
 ORDER BY COALESCE(provider_ts, received_at), id  -- WhatsApp's order, then arrival
@@ -128,10 +128,27 @@ async def step(
     if not rows:
         await _release(app, key, worker_id)
         return None
+    # The turn goes on under the trace of the webhook that brought its first message
+    # (the others are logged with it), so its replies and their sends carry it too.
+    traces = list(dict.fromkeys(r["trace_id"] for r in rows if r["trace_id"]))
+    with logs.traced(traces[0] if traces else None):
+        return await _process(app, key, worker_id, rows, traces, processors)
+
+
+async def _process(
+    app: App,
+    key: str,
+    worker_id: str,
+    rows: list[dict[str, Any]],
+    traces: list[str],
+    processors: Sequence[Processor] | None,
+) -> Turn:
     ids = tuple(r["id"] for r in rows)
     ctx = TurnContext.of(key, (_message(r) for r in rows))
     lag_s = (app.clock.now() - min(r["received_at"] for r in rows)).total_seconds()
     started = time.perf_counter()
+    if len(traces) > 1:
+        log.info("inbox.turn_traces", mensagens=len(ids), traces=traces)
     renewal = asyncio.create_task(_renew(app, key, worker_id))
     try:
         result = await run_pipeline(app, ctx, processors or default_processors())
@@ -164,7 +181,7 @@ async def _renew(app: App, key: str, worker_id: str) -> None:
 
 
 def _message(row: dict[str, Any]) -> Message:
-    return Message(**{k: v for k, v in row.items() if k != "attempts"})
+    return Message(**{k: v for k, v in row.items() if k not in ("attempts", "trace_id")})
 
 
 async def _release(app: App, key: str, worker_id: str) -> None:
@@ -177,8 +194,9 @@ async def _release(app: App, key: str, worker_id: str) -> None:
 
 _TURNO = """
 INSERT INTO inbox_turnos (conversa_key, medico_id, conversa_id, mensagens, texto, status,
-    responder_apos, parado_por, motivo, resposta, processors, detalhes, worker_id, created_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    responder_apos, parado_por, motivo, resposta, processors, detalhes, worker_id, created_at,
+    trace_id)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 RETURNING id
 """
 
@@ -203,7 +221,7 @@ async def _finish(
             _TURNO,
             (key, ctx.medico_id, ctx.conversa_id, list(ids), ctx.texto, result.status,
              ctx.responder_apos, result.parado_por, result.motivo, ctx.resposta,
-             list(result.ran), Jsonb(_jsonable(detalhes)), worker_id, now),
+             list(result.ran), Jsonb(_jsonable(detalhes)), worker_id, now, logs.trace_id_var.get()),
         )  # fmt: skip
         turno = await cur.fetchone()
         assert turno is not None
@@ -289,7 +307,62 @@ async def _fail(
         error=type(exc).__name__,
         mensagens=len(ids),
     )
+    if parked:  # a doctor's message is unanswered until an operator replays it
+        message = (
+            f"{len(ids)} inbound message(s) parked after {attempt} failed turns ({error[:200]});"
+            f" julia inbox list --status erro, then julia inbox replay ID"
+        )
+        with contextlib.suppress(Exception):  # the alert must never break the consumer
+            await alerts.raise_alert(
+                app, "inbox.parked", message, details={"ids": list(ids), "error": error}
+            )
     return Turn(key, ids, erro=error, parked=parked)
+
+
+@dataclass(frozen=True)
+class Rescue:
+    """What :func:`rescue` found: leases of dead consumers freed, and the messages
+    waiting longer than ``JULIA_ALERT_INBOX_STUCK_MIN`` for their turn."""
+
+    leases_freed: int
+    stuck: int
+    oldest_min: float | None
+
+
+async def rescue(app: App) -> Rescue:
+    """Free the leases of consumers that died mid-turn (their conversations are taken
+    again on the next claim; freeing them keeps ``inbox_leases`` to the live ones), and
+    alert ``inbox.stalled`` when messages wait for a turn that does not come: no inbox
+    consumer running, or one that cannot reach storage. Messages backing off after a
+    failed turn are not stuck (they are retried, then parked with ``inbox.parked``)."""
+    now = app.clock.now()
+    cut = now - timedelta(minutes=app.settings.alert_inbox_stuck_min)
+    async with app.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "DELETE FROM inbox_leases WHERE expires_at <= %s RETURNING worker_id", (now,)
+        )
+        freed = [r["worker_id"] for r in await cur.fetchall()]
+        cur = await conn.execute(
+            "SELECT count(*) AS n, min(received_at) AS oldest FROM mensagens_recebidas"
+            " WHERE status = 'pendente' AND kind = 'mensagem' AND received_at <= %s"
+            " AND COALESCE(next_attempt_at, '-infinity') <= %s",
+            (cut, now),
+        )
+        row = await cur.fetchone()
+    if freed:
+        log.warning("inbox.leases_freed", count=len(freed), workers=sorted(set(freed)))
+    stuck = int(row["n"]) if row else 0
+    oldest = (now - row["oldest"]).total_seconds() / 60 if row and row["oldest"] else None
+    if stuck:
+        await alerts.raise_alert(
+            app,
+            "inbox.stalled",
+            f"{stuck} inbound message(s) waiting over {app.settings.alert_inbox_stuck_min:g} min"
+            f" for a turn (oldest {oldest or 0:.0f} min): is an inbox consumer running?"
+            " julia worker --consumer inbox",
+            details={"stuck": stuck, "oldest_min": round(oldest or 0, 1)},
+        )
+    return Rescue(len(freed), stuck, round(oldest, 1) if oldest is not None else None)
 
 
 async def run(

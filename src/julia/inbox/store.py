@@ -151,6 +151,8 @@ class InboxRow:
     next_attempt_at: datetime | None
     last_error: str | None
     turno_id: int | None
+    #: The webhook request's trace, carried on to the turn and its replies.
+    trace_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

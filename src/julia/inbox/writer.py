@@ -30,6 +30,7 @@ import psycopg
 from julia.app import App
 from julia.errors import InvalidPayload
 from julia.inbox.events import InboundMessage
+from julia.logs import trace_id_var
 
 #: Writes in flight at once (each holds one pool connection).
 MAX_IN_FLIGHT = 4
@@ -38,7 +39,8 @@ MAX_BATCH = 500
 
 _COLUMNS = (
     "provider, instance, provider_message_id, evento, kind, telefone, remote_jid, conversa_key,"
-    " from_me, is_group, tipo, texto, midia, push_name, provider_ts, received_at, payload"
+    " from_me, is_group, tipo, texto, midia, push_name, provider_ts, received_at, payload,"
+    " trace_id"
 )
 # %b: arrays travel in binary (psycopg's C dumpers), far cheaper than quoting text.
 _BATCH = f"""
@@ -46,7 +48,7 @@ INSERT INTO mensagens_recebidas ({_COLUMNS})
 SELECT {_COLUMNS.replace("midia", "midia::jsonb").replace("payload", "payload::jsonb")}
 FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
             %b::text[], %b::bool[], %b::bool[], %b::text[], %b::text[], %b::text[], %b::text[],
-            %b::timestamptz[], %b::timestamptz[], %b::text[])
+            %b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[])
      WITH ORDINALITY AS u({_COLUMNS}, ord)
 ORDER BY ord
 ON CONFLICT (provider, provider_message_id) DO NOTHING
@@ -54,7 +56,7 @@ RETURNING id, provider, provider_message_id
 """
 _ONE = f"""
 INSERT INTO mensagens_recebidas ({_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s)
 ON CONFLICT (provider, provider_message_id) DO NOTHING
 RETURNING id
 """
@@ -63,11 +65,12 @@ Row = tuple[Any, ...]
 
 
 def row_of(ev: InboundMessage, now: datetime, raw: str) -> Row:
+    """The row of one message, with the trace id of the request that brought it."""
     return (
         ev.provider, ev.instance, ev.provider_message_id, ev.evento, ev.kind, ev.telefone,
         ev.remote_jid, ev.conversa_key, ev.from_me, ev.is_group, ev.tipo, ev.texto,
         json.dumps(ev.midia) if ev.midia is not None else None, ev.push_name, ev.provider_ts,
-        now, raw,
+        now, raw, trace_id_var.get(),
     )  # fmt: skip
 
 

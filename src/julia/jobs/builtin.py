@@ -99,6 +99,19 @@ async def fila_backlog(app: App) -> Done:
     return _raised(raised)
 
 
+# --- inbound ---------------------------------------------------------------------------
+
+
+@job("inbox_rescue", "Free dead consumers' inbox leases; alert on messages waiting for a turn",
+     lambda s: Every(s.inbox_rescue_interval_s),
+     requires=("julia.inbox.consumer:rescue",))  # fmt: skip
+async def inbox_rescue(app: App) -> Done:
+    from julia.inbox import consumer
+
+    r = await consumer.rescue(app)
+    return _report(r, r.leases_freed)
+
+
 # --- chips -----------------------------------------------------------------------------
 
 
