@@ -7,7 +7,7 @@ to sent. In the same run, the same 20,000 sends go through procrastinate (a
 Postgres task queue) whose task makes the same HTTP call to the sandbox, with
 1 and 2 worker processes, and the ratio of our rate to theirs is printed.
 
-    python benchmarks/fila.py [--messages 20000] [--concurrency 8]
+    python benchmarks/fila.py [--messages 20000] [--concurrency 8] [--log-level WARNING]
 
 Uses JULIA_DATABASE_URL / JULIA_REDIS_URL (else the embedded servers); creates
 scratch databases and drops them. Rate limits are off (JULIA_RATE_LIMITS_ENABLED
@@ -267,7 +267,7 @@ async def drain_procrastinate(
 # --- main ---------------------------------------------------------------------------
 
 
-async def amain(n: int, concurrency: int) -> dict[str, Any]:
+async def amain(n: int, concurrency: int, log_level: str = "WARNING") -> dict[str, Any]:
     base = Settings()
     endpoints = resolve_endpoints(base)
     server = endpoints.database_url
@@ -294,7 +294,7 @@ async def amain(n: int, concurrency: int) -> dict[str, Any]:
         "JULIA_REDIS_NAMESPACE": namespace,
         "JULIA_EVOLUTION_URL": sandbox,
         "JULIA_RATE_LIMITS_ENABLED": "false",
-        "JULIA_LOG_LEVEL": "WARNING",
+        "JULIA_LOG_LEVEL": log_level,
         "JULIA_WORKER_CONCURRENCY": str(concurrency),
     }
     try:
@@ -352,8 +352,10 @@ def main() -> None:
     # At zero latency a few sends in flight keep a worker busy; more only add
     # connection-pool overhead in httpx (production keeps JULIA_WORKER_CONCURRENCY=20).
     parser.add_argument("--concurrency", type=int, default=8)
+    # INFO adds one JSON line per send (fila.sent, with its trace id) to the workers' cost.
+    parser.add_argument("--log-level", default="WARNING", help="The workers' JULIA_LOG_LEVEL.")
     args = parser.parse_args()
-    figures = asyncio.run(amain(args.messages, args.concurrency))
+    figures = asyncio.run(amain(args.messages, args.concurrency, args.log_level))
     print(json.dumps(figures))
 
 
