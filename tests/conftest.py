@@ -12,8 +12,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -193,6 +198,34 @@ def sandbox_gateway() -> Iterator[str]:
 
     with running() as (url, _state):
         yield url
+
+
+@pytest.fixture
+def sandbox_process(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``julia sandbox gateway`` as its own process (for tests that run real workers);
+    yields its base URL. Its log is ``tmp_path/sandbox.log``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    log = tmp_path / "sandbox.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "julia_cli", "sandbox", "gateway", "--port", str(port)],
+            env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/_sandbox/messages", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +20,6 @@ from julia.fila.queue import NewMessage
 from julia.settings import Settings
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _julia(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -46,27 +36,6 @@ def _spawn(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.P
         )
 
 
-@pytest.fixture
-def gateway(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    with (tmp_path / "sandbox.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "julia_cli", "sandbox", "gateway", "--port", str(port)],
-            env=env, stdout=out, stderr=out,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_sandbox/messages", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 async def _sent(url: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient() as http:
         result: list[dict[str, Any]] = (await http.get(f"{url}/_sandbox/messages")).json()
@@ -74,10 +43,10 @@ async def _sent(url: str) -> list[dict[str, Any]]:
 
 
 async def test_incident_with_real_processes(
-    settings: Settings, env: dict[str, str], gateway: str, tmp_path: Path
+    settings: Settings, env: dict[str, str], sandbox_process: str, tmp_path: Path
 ) -> None:
     wenv = env | {
-        "JULIA_EVOLUTION_URL": gateway,
+        "JULIA_EVOLUTION_URL": sandbox_process,
         "JULIA_RATE_LIMITS_ENABLED": "false",  # the wall clock may be outside business hours
         "JULIA_WORKER_BATCH_SIZE": "5",
         "JULIA_WORKER_CONCURRENCY": "5",
@@ -90,7 +59,7 @@ async def test_incident_with_real_processes(
                    wenv)  # fmt: skip
         assert r.returncode == 0, r.stderr
     async with httpx.AsyncClient() as http:
-        await http.post(f"{gateway}/_sandbox/faults", json={"latency_ms": 20})
+        await http.post(f"{sandbox_process}/_sandbox/faults", json={"latency_ms": 20})
     n = 60
     async with App.open(settings) as app:
         ids = (
@@ -103,13 +72,13 @@ async def test_incident_with_real_processes(
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 120
-            while len(await _sent(gateway)) < 10:
+            while len(await _sent(sandbox_process)) < 10:
                 assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
                 assert loop.time() < deadline
                 await asyncio.sleep(0.05)
             async with httpx.AsyncClient() as http:  # WhatsApp restricts chip-85 now
                 await http.post(
-                    f"{gateway}/_sandbox/faults",
+                    f"{sandbox_process}/_sandbox/faults",
                     json={"instance": "chip-85", "status": 403, "latency_ms": 20},
                 )
             while (await queue.stats(app))["counts"]["enviada"] < n:
@@ -121,7 +90,7 @@ async def test_incident_with_real_processes(
             await asyncio.to_thread(worker.wait, 60)
         assert worker.returncode == 0, (tmp_path / "worker.log").read_text()[-2000:]
 
-        seen = await _sent(gateway)
+        seen = await _sent(sandbox_process)
         texts = [m["text"] for m in seen]
         assert len(texts) == n and set(texts) == {f"prospeccao {i}" for i in range(n)}
         by_instance = Counter(m["instance"] for m in seen)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from julia.app import App
@@ -17,6 +16,7 @@ from julia.chips import health, pool, selection
 from julia.clock import FrozenClock
 from julia.errors import NoChipAvailable
 from julia.inbox import parsing, store
+from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 
 
@@ -35,12 +35,6 @@ async def pool_app(
     )
     async with App.open(configured, clock=clock) as opened:
         yield opened
-
-
-def sandbox(app: App, path: str, method: str = "GET", **kw: Any) -> Any:
-    response = httpx.request(method, app.settings.evolution_url + path, timeout=10, **kw)
-    response.raise_for_status()
-    return response.json()
 
 
 async def _rows(app: App, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from julia.app import App
@@ -23,6 +22,7 @@ from julia.clock import FrozenClock
 from julia.fila import queue, send
 from julia.fila.queue import NewMessage
 from julia.resilience import ratelimit
+from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 
 TRUSTS = {"chip-85": 85, "chip-75": 75, "chip-70a": 70, "chip-70b": 70}
@@ -46,12 +46,6 @@ async def pool_app(
     )
     async with App.open(configured, clock=clock) as opened:
         yield opened
-
-
-def sandbox(app: App, path: str, method: str = "GET", **kw: Any) -> Any:
-    response = httpx.request(method, app.settings.evolution_url + path, timeout=10, **kw)
-    response.raise_for_status()
-    return response.json()
 
 
 async def _pool(app: App) -> dict[str, pool.Chip]:

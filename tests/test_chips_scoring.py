@@ -10,7 +10,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from julia.app import App
@@ -19,6 +18,7 @@ from julia.clock import FrozenClock
 from julia.fila import queue, send
 from julia.fila.queue import NewMessage
 from julia.inbox import parsing, store
+from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 
 
@@ -35,12 +35,6 @@ async def pool_app(
     )
     async with App.open(configured, clock=clock) as opened:
         yield opened
-
-
-def sandbox(app: App, path: str, method: str = "GET", **kw: Any) -> Any:
-    response = httpx.request(method, app.settings.evolution_url + path, timeout=10, **kw)
-    response.raise_for_status()
-    return response.json()
 
 
 async def webhook(app: App, body: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from julia import audit, medicos
@@ -19,6 +18,7 @@ from julia.fila import queue, send
 from julia.fila.queue import NewMessage
 from julia.fila.send import SendOutcome
 from julia.resilience import breaker
+from julia.sandbox.gateway import control as sandbox
 
 PHONE = "+5511999990001"
 
@@ -28,12 +28,6 @@ class MaxRng(random.Random):
 
     def uniform(self, a: float, b: float) -> float:
         return b
-
-
-def sandbox(app: App, path: str, method: str = "GET", **kw: Any) -> Any:
-    response = httpx.request(method, app.settings.evolution_url + path, timeout=10, **kw)
-    response.raise_for_status()
-    return response.json()
 
 
 async def run_once(app: App, worker: str = "w1", **kw: Any) -> send.BatchReport:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,10 @@ from julia import worker
 from julia.app import App
 from julia.fila import queue
 from julia.fila.queue import NewMessage
+from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -38,26 +31,6 @@ def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         return subprocess.Popen(
             [sys.executable, "-m", "julia_cli", *args], env=env, stdout=out, stderr=out
         )
-
-
-@pytest.fixture
-def sandbox_process(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """``julia sandbox gateway`` as its own process."""
-    port = free_port()
-    proc = spawn(["sandbox", "gateway", "--port", str(port)], env, tmp_path / "sandbox.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_sandbox/messages", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None:
-                raise RuntimeError((tmp_path / "sandbox.log").read_text())
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
@@ -93,11 +66,6 @@ async def wait_for(app: App, done: Any, what: str, procs: list[Any], limit_s: fl
         await asyncio.sleep(0.2)
 
 
-def sandbox_messages(url: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = httpx.get(f"{url}/_sandbox/messages", timeout=30).json()
-    return result
-
-
 async def fault(url: str, **body: Any) -> None:
     async with httpx.AsyncClient() as http:
         (await http.post(f"{url}/_sandbox/faults", json=body)).raise_for_status()
@@ -129,7 +97,7 @@ async def test_two_worker_processes_drain_ten_thousand_each_sent_exactly_once(
         finally:
             codes = [await stop(w) for w in workers]
         assert codes == [0, 0], [(tmp_path / f"w{i}.log").read_text()[-2000:] for i in range(2)]
-        seen = sandbox_messages(sandbox_process)
+        seen = sandbox(sandbox_process, "/_sandbox/messages")
         texts = [m["text"] for m in seen]
         assert len(texts) == n and set(texts) == {f"msg {i}" for i in range(n)}
         assert await counts(app) == {**dict.fromkeys(await counts(app), 0), "enviada": n}
@@ -183,7 +151,7 @@ async def test_sigkill_mid_run_then_another_worker_finishes_nothing_lost_nothing
             assert await stop(rescuer) == 0
         final = await counts(app)
         assert final["enviada"] == n, final
-        seen = sandbox_messages(sandbox_process)
+        seen = sandbox(sandbox_process, "/_sandbox/messages")
         texts = [m["text"] for m in seen]
         assert len(texts) == len(set(texts)), "a message reached the gateway twice"
         assert set(texts) == {f"kill {i}" for i in range(n)}, "a message is missing"
@@ -224,7 +192,7 @@ async def test_sigterm_finishes_in_flight_sends_releases_the_rest_and_exits_0(
                 "SELECT DISTINCT tentativas FROM fila_mensagens WHERE status = 'pendente'"
             )
             assert [r["tentativas"] for r in await cur.fetchall()] == [0]  # nothing spent
-        texts = [m["text"] for m in sandbox_messages(sandbox_process)]
+        texts = [m["text"] for m in sandbox(sandbox_process, "/_sandbox/messages")]
         assert len(texts) == len(set(texts)) == c["enviada"]
         assert await worker.workers_status(app) == []
         [gone] = await worker.workers_status(app, include_stopped=True)

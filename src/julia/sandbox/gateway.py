@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -41,6 +41,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from julia.sandbox import server
+
+if TYPE_CHECKING:
+    from julia.app import App
 
 SERVER_URL = "http://sandbox.local"
 OWN_JID = "5511900000000@s.whatsapp.net"
@@ -438,3 +441,13 @@ def running(
     app = create_app(**options)
     with server.in_thread(app, host, port, "sandbox gateway") as bound:
         yield f"http://{host}:{bound}", app.state.sandbox
+
+
+def control(sandbox: str | App, path: str, method: str = "GET", **kw: Any) -> Any:
+    """Call a running sandbox's control API (``/_sandbox/...``) and return its JSON.
+
+    ``sandbox`` is its base URL, or an App whose ``JULIA_EVOLUTION_URL`` points at it."""
+    url = sandbox if isinstance(sandbox, str) else sandbox.settings.evolution_url
+    response = httpx.request(method, url + path, timeout=30, **kw)
+    response.raise_for_status()
+    return response.json()
