@@ -312,10 +312,12 @@ async def _fail(
             f"{len(ids)} inbound message(s) parked after {attempt} failed turns ({error[:200]});"
             f" julia inbox list --status erro, then julia inbox replay ID"
         )
-        with contextlib.suppress(Exception):  # the alert must never break the consumer
+        try:
             await alerts.raise_alert(
                 app, "inbox.parked", message, details={"ids": list(ids), "error": error}
             )
+        except Exception as alert_exc:  # the alert must never break the consumer
+            log.error("inbox.parked_alert_failed", error=type(alert_exc).__name__)
     return Turn(key, ids, erro=error, parked=parked)
 
 
