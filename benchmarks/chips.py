@@ -27,11 +27,12 @@ import uuid
 import psycopg
 from pydantic import SecretStr
 
-from julia import logs, migrations
-from julia.app import App, resolve_endpoints
 from julia.chips import pool, selection
-from julia.fila import queue, send
+from julia.core import logs, migrations
+from julia.core.app import App, resolve_endpoints
+from julia.fila import queue
 from julia.fila.queue import NewMessage
+from julia.outbound import send
 from julia.resilience import ratelimit
 from julia.sandbox.gateway import running
 from julia.settings import Settings

@@ -33,8 +33,8 @@ import httpx
 import psycopg
 from pydantic import SecretStr
 
-from julia import migrations
-from julia.app import App, resolve_endpoints
+from julia.core import migrations
+from julia.core.app import App, resolve_endpoints
 from julia.fila import queue
 from julia.fila.queue import NewMessage
 from julia.settings import Settings

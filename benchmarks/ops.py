@@ -23,11 +23,13 @@ import psycopg
 import redis
 from pydantic import SecretStr
 
-from julia import alerts, health, migrations, overview
-from julia.app import App, resolve_endpoints
+from julia.core import migrations
+from julia.core.app import App, resolve_endpoints
 from julia.fila import queue
-from julia.jobs import registry, runner
-from julia.jobs.registry import Every, job
+from julia.notify import alerts
+from julia.ops import health, overview
+from julia.ops.jobs import registry, runner
+from julia.ops.jobs.registry import Every, job
 from julia.settings import Settings
 
 RUNS = 3
@@ -93,7 +95,7 @@ def main() -> None:
             update={"database_url": SecretStr(url), "redis_namespace": namespace,
                     "log_level": "WARNING"}
         )  # fmt: skip
-        from julia import logs
+        from julia.core import logs
 
         logs.configure("ERROR", "json")  # alert.raised is a warning: keep the output to figures
         figures = asyncio.run(measure(settings))

@@ -27,8 +27,9 @@ from typing import Any
 import psycopg
 from pydantic import SecretStr
 
-from julia import medicos, migrations
-from julia.app import App, resolve_endpoints
+from julia.core import migrations
+from julia.core.app import App, resolve_endpoints
+from julia.domain import medicos
 from julia.settings import Settings
 
 DOCTORS, INTERACTIONS, VAGAS = 100_000, 1_000_000, 10_000

@@ -36,9 +36,9 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import SecretStr
 
-from julia import migrations
-from julia.app import App, resolve_endpoints
-from julia.clock import FrozenClock
+from julia.core import migrations
+from julia.core.app import App, resolve_endpoints
+from julia.core.clock import FrozenClock
 from julia.resilience import ratelimit
 from julia.resilience._shared import script
 from julia.resilience.breaker import breakers

@@ -37,8 +37,8 @@ from typing import Any
 import httpx
 import psycopg
 
-from julia import migrations
-from julia.app import resolve_endpoints
+from julia.core import migrations
+from julia.core.app import resolve_endpoints
 from julia.settings import Settings
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures"

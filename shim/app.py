@@ -21,13 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from julia import health as julia_health
-from julia import inbox, logs
-from julia import metrics as julia_metrics
-from julia.app import App
-from julia.clock import Clock
-from julia.errors import JuliaError, PayloadTooLarge
+from julia import inbox
+from julia.core import logs
+from julia.core import metrics as julia_metrics
+from julia.core.app import App
+from julia.core.clock import Clock
+from julia.core.errors import JuliaError, PayloadTooLarge
 from julia.inbox.events import Event
+from julia.ops import gauges
+from julia.ops import health as julia_health
 from julia.settings import Settings
 
 log = logs.get_logger("shim")
@@ -137,14 +139,14 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """200 when Postgres and Redis both answer within 2 s, else 503 naming what failed
-    (:func:`julia.health.readiness`)."""
+    (:func:`julia.ops.health.readiness`)."""
     result = await julia_health.readiness(request.app.state.julia)
     return JSONResponse(result.as_dict(), status_code=200 if result.ok else 503)
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """Every metric of :mod:`julia.metrics` (webhooks by event and outcome among them)."""
-    body = await julia_metrics.render(request.app.state.julia)
+    """Every metric of :mod:`julia.core.metrics` (webhooks by event and outcome among them)."""
+    body = await gauges.render(request.app.state.julia)
     return Response(body, media_type=julia_metrics.CONTENT_TYPE)
 
 

@@ -33,9 +33,10 @@ for _name in list(os.environ):
     if _name.startswith("JULIA_") and not _name.startswith("JULIA_TEST_"):
         del os.environ[_name]
 
-from julia import local, migrations  # noqa: E402
-from julia.app import App  # noqa: E402
-from julia.clock import FrozenClock  # noqa: E402
+from julia.core import local, migrations  # noqa: E402
+from julia.core.app import App  # noqa: E402
+from julia.core.clock import FrozenClock  # noqa: E402
+from julia.ops import catalog as _jobs  # noqa: E402, F401  (registers the built-in jobs)
 from julia.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

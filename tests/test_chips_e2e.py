@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from julia.app import App
+from julia.core.app import App
 from julia.fila import queue
 from julia.fila.queue import NewMessage
 from julia.settings import Settings

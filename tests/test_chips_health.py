@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from julia.app import App
 from julia.chips import health, pool, selection
-from julia.clock import FrozenClock
-from julia.errors import NoChipAvailable
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import NoChipAvailable
 from julia.inbox import parsing, store
 from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from julia.app import App
 from julia.chips import health, pool, selection
-from julia.clock import FrozenClock
-from julia.fila import queue, send
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.fila import queue
 from julia.fila.queue import NewMessage
+from julia.outbound import send
 from julia.resilience import ratelimit
 from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from julia import audit
-from julia.app import App
 from julia.chips import lifecycle, migration, pool, scoring
-from julia.clock import FrozenClock
-from julia.errors import ChipTransitionRefused, InvalidInput
+from julia.core import audit
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import ChipTransitionRefused, InvalidInput
 
 
 async def _rows(app: App, sql: str, *args: Any) -> list[dict[str, Any]]:

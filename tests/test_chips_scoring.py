@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from julia.app import App
 from julia.chips import pool, scoring, selection
-from julia.clock import FrozenClock
-from julia.fila import queue, send
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.fila import queue
 from julia.fila.queue import NewMessage
 from julia.inbox import parsing, store
+from julia.outbound import send
 from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 

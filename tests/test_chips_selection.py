@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from julia.app import App
 from julia.chips import health, lifecycle, pool, selection, trust
-from julia.clock import FrozenClock
-from julia.errors import NoChipAvailable
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import NoChipAvailable
 from julia.resilience import ratelimit
 from julia.settings import Settings
 

@@ -8,7 +8,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from julia.chips import states, trust
-from julia.errors import ChipTransitionRefused
+from julia.core.errors import ChipTransitionRefused
 from julia.settings import Settings
 
 S = Settings(_env_file=None)  # type: ignore[call-arg]

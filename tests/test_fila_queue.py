@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import Conflict, InvalidInput, InvalidPhone, NotFound
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import Conflict, InvalidInput, InvalidPhone, NotFound
 from julia.fila import queue
 from julia.fila.queue import NewMessage, Result
 from julia.fila.states import Outcome, Status

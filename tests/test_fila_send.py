@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
-from julia import audit, medicos
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import Conflict
-from julia.fila import queue, send
+from julia.core import audit
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import Conflict
+from julia.domain import medicos
+from julia.fila import queue
 from julia.fila.queue import NewMessage
-from julia.fila.send import SendOutcome
+from julia.outbound import send
+from julia.outbound.send import SendOutcome
 from julia.resilience import breaker
 from julia.sandbox.gateway import control as sandbox
 

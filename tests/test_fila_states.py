@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from julia.errors import InvalidTransition
+from julia.core.errors import InvalidTransition
 from julia.fila import queue, states
 from julia.fila.states import REVIEW, TERMINAL, TRANSITIONS, Outcome, Status, check
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from julia.errors import (
+from julia.core.errors import (
     GatewayAuthError,
     GatewayBadRequest,
     GatewayClientError,

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from julia import medicos, vagas
-from julia.app import App
-from julia.errors import ImportRejected, InvalidInput
+from julia.core.app import App
+from julia.core.errors import ImportRejected, InvalidInput
+from julia.domain import medicos, vagas
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

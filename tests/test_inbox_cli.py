@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from shim.app import create_app
 
-from julia.app import App
-from julia.clock import FrozenClock
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

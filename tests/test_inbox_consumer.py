@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 
-from julia import alerts, inbox
-from julia.app import App
-from julia.clock import FrozenClock
+from julia import inbox
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.inbox import consumer
 from julia.inbox.processors import Step, TurnContext, default_processors, proceed
+from julia.notify import alerts
 from julia.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from julia.errors import InvalidPayload
+from julia.core.errors import InvalidPayload
 from julia.inbox import (
     Ack,
     ConnectionEvent,

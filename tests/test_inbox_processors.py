@@ -15,8 +15,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia.app import App
-from julia.clock import FrozenClock
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.fila.queue import NewMessage, enqueue
 from julia.gateways.evolution import EvolutionGateway
 from julia.inbox import consumer, turns_awaiting_reply

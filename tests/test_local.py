@@ -11,9 +11,9 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from julia import local
-from julia.app import App
-from julia.errors import StorageError
+from julia.core import local
+from julia.core.app import App
+from julia.core.errors import StorageError
 from julia.settings import Settings
 from julia_cli.main import app as cli_app
 

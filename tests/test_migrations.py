@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from julia import migrations
-from julia.errors import ChecksumMismatch, MigrationFileError
+from julia.core import migrations
+from julia.core.errors import ChecksumMismatch, MigrationFileError
 
 
 def _tables(url: str) -> set[str]:

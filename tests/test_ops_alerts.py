@@ -11,10 +11,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia import alerts, slack_sandbox
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import InvalidInput
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import InvalidInput
+from julia.notify import alerts
+from julia.sandbox import slack as slack_sandbox
 from julia.settings import Settings
 
 

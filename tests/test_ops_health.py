@@ -13,10 +13,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia import health, local, migrations, worker
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.jobs import runner
+from julia.core import local, migrations
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.ops import health, heartbeat
+from julia.ops.jobs import runner
 from julia.settings import Settings
 
 
@@ -67,8 +68,8 @@ async def test_ready_is_503_with_redis_stopped_and_200_once_back(
 async def test_healthy_system_scores_100_and_cli_exits_0(cli, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     # real time: the CLI process reads the wall clock
     async with App.open(settings) as app:
-        await worker._register(app, "w1", ["fila"])
-        await worker.beat(app, "w1")
+        await heartbeat.register(app, "w1", ["fila"])
+        await heartbeat.beat(app, "w1")
         await runner.run_job(app, "watchdog")
         report = await health.check(app, deep=True)
     scores = {c.name: (c.status, c.score) for c in report.components}
@@ -124,7 +125,7 @@ async def test_missing_capabilities_are_not_available(
     )
     async with App.open(settings, clock=FrozenClock()) as app:
         report = await health.check(app)
-        from julia import overview
+        from julia.ops import overview
 
         view = await overview.overview(app)
     statuses = {c.name: c.status for c in report.components}

@@ -11,11 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from julia import alerts, health, slack_sandbox, worker
-from julia.app import App
-from julia.clock import FrozenClock
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.fila import queue
-from julia.jobs import registry, runner
+from julia.notify import alerts
+from julia.ops import health, heartbeat
+from julia.ops.jobs import registry, runner
+from julia.sandbox import slack as slack_sandbox
 from julia.settings import Settings
 
 T0 = datetime(2026, 3, 4, 13, 3, 30, tzinfo=UTC)  # 10:03:30 in São Paulo: between ticks
@@ -54,8 +56,8 @@ async def test_stopped_worker_with_pending_messages_alerts_once_within_5_minutes
         )  # fmt: skip
         # ...and now its worker beats one last time and dies (SIGKILL: no clean stop).
         clock.set(T0)
-        await worker._register(app, "w-incident", ["fila"])
-        await worker.beat(app, "w-incident")
+        await heartbeat.register(app, "w-incident", ["fila"])
+        await heartbeat.beat(app, "w-incident")
 
         fired: dict[str, datetime] = {}
         prev = T0
@@ -107,13 +109,13 @@ async def test_stopped_worker_with_pending_messages_alerts_once_within_5_minutes
 async def test_a_long_dead_worker_replaced_by_a_live_one_is_not_alerted(
     app: App, clock: FrozenClock
 ) -> None:
-    from julia import monitors
+    from julia.ops import monitors
 
-    await worker._register(app, "w-old", ["fila"])
-    await worker.beat(app, "w-old")
+    await heartbeat.register(app, "w-old", ["fila"])
+    await heartbeat.beat(app, "w-old")
     clock.advance(minutes=90)  # w-old died 90 minutes ago; w-new runs
-    await worker._register(app, "w-new", ["fila"])
-    await worker.beat(app, "w-new")
+    await heartbeat.register(app, "w-new", ["fila"])
+    await heartbeat.beat(app, "w-new")
     assert await monitors.worker_heartbeat(app) == []
     clock.advance(minutes=3)  # now w-new is silent too, and recently: alert
     (raised,) = await monitors.worker_heartbeat(app)
@@ -125,8 +127,9 @@ async def test_workers_watch_the_scheduler(app: App, clock: FrozenClock) -> None
     import asyncio
     import dataclasses
 
-    from julia import monitors
+    from julia.ops import monitors
 
+    await runner.record_schedules(app, runner.scheduled_jobs(app), scheduler="sched-1")
     await runner.run_job(app, "watchdog")  # a scheduler ran once...
     clock.advance(minutes=30)  # ...and then every scheduler died
     fast = app.settings.model_copy(

@@ -10,11 +10,13 @@ from datetime import timedelta
 
 from rich.console import Console
 
-from julia import alerts, metrics, overview, worker
-from julia.app import App
-from julia.clock import FrozenClock
+from julia.core import metrics
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.fila import queue
-from julia.jobs import runner
+from julia.notify import alerts
+from julia.ops import gauges, heartbeat, overview
+from julia.ops.jobs import runner
 from julia_cli.dashboard import render_top, sparkline
 
 
@@ -30,8 +32,8 @@ async def _seed(app: App, clock: FrozenClock) -> None:
             " WHERE id IN (SELECT id FROM fila_mensagens ORDER BY id LIMIT 3)",
             (clock.now() - timedelta(seconds=30),),
         )
-    await worker._register(app, "w-top", ["fila"])
-    await worker.beat(app, "w-top")
+    await heartbeat.register(app, "w-top", ["fila"])
+    await heartbeat.beat(app, "w-top")
     await pool.add(app, instance="chip-a", telefone="+5511999990011", trust_score=85,
                    status="active")  # fmt: skip
     await alerts.raise_alert(app, "fila.backlog", "63 messages due for more than 30 min")
@@ -71,7 +73,7 @@ async def test_snapshot_keeps_seven_days(app: App, clock: FrozenClock) -> None:
 async def test_metrics_module_exports_and_serves(app: App, clock: FrozenClock) -> None:
     await _seed(app, clock)
     await runner.run_job(app, "watchdog")
-    text = (await metrics.render(app)).decode()
+    text = (await gauges.render(app)).decode()
     assert 'julia_queue_depth{status="pendente"} 4.0' in text
     assert 'julia_job_runs_total{job="watchdog",status="ok"}' in text
     assert 'julia_alerts_total{deduplicated="false",kind="fila.backlog",severity="warning"}' in text
@@ -91,7 +93,7 @@ async def test_metrics_module_exports_and_serves(app: App, clock: FrozenClock) -
 
 
 async def test_worker_instrumentation_counts_sends(sandbox_app: App, clock: FrozenClock) -> None:
-    from julia.fila import send
+    from julia.outbound import send
 
     def sent_count() -> float:
         value = metrics.REGISTRY.get_sample_value(
@@ -102,7 +104,7 @@ async def test_worker_instrumentation_counts_sends(sandbox_app: App, clock: Froz
     before = sent_count()
     latency_before = metrics.REGISTRY.get_sample_value("julia_send_latency_seconds_count") or 0
     no_port = sandbox_app.settings.model_copy(update={"worker_metrics_port": 0})
-    server = metrics.instrument_worker(dataclasses.replace(sandbox_app, settings=no_port))
+    server = gauges.instrument_worker(dataclasses.replace(sandbox_app, settings=no_port))
     assert server is None  # port 0: counting only
     try:
         await queue.enqueue_many(
@@ -113,7 +115,7 @@ async def test_worker_instrumentation_counts_sends(sandbox_app: App, clock: Froz
         batch = await queue.claim(sandbox_app, "w1", 10)
         await send.process_batch(sandbox_app, "w1", batch)
     finally:
-        send.remove_outcome_hook(metrics.count_send)
+        send.remove_outcome_hook(gauges.count_send)
     assert sent_count() - before == 2
     latency_after = metrics.REGISTRY.get_sample_value("julia_send_latency_seconds_count") or 0
     assert latency_after - latency_before == 2

@@ -13,12 +13,13 @@ import httpx
 import pytest
 from shim.app import create_app
 
-from julia import logs
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.fila import queue, send
+from julia.core import logs
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.fila import queue
 from julia.inbox import consumer
 from julia.inbox.processors import texts
+from julia.outbound import send
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEXT = json.loads((FIXTURES / "evolution_messages_upsert_text.json").read_text())

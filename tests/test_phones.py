@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from julia import phones
-from julia.errors import InvalidPhone
+from julia.core import phones
+from julia.core.errors import InvalidPhone
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import json
 
 import structlog
 
-from julia import logs
-from julia.redact import mask_phone, mask_secret, mask_url
+from julia.core import logs
+from julia.core.redact import mask_phone, mask_secret, mask_url
 from julia.settings import Settings
 
 

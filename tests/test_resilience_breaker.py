@@ -11,10 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia import audit, local
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import CircuitOpen, InvalidInput, StorageError
+from julia.core import audit, local
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import CircuitOpen, InvalidInput, StorageError
 from julia.resilience import breaker as br
 from julia.resilience.breaker import BreakerConfig, breakers
 from julia.settings import Settings
@@ -275,7 +275,7 @@ async def test_redis_down_keeps_breakers_working_locally_and_postgres_down_too(
 
 
 async def test_the_gateway_error_family_is_classified_by_its_attributes(app: App) -> None:
-    from julia import errors
+    from julia.core import errors
 
     svc = breakers(app).get("evolution")
     chip = breakers(app).chip(3)

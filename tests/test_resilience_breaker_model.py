@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import CircuitOpen
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import CircuitOpen
 from julia.resilience._shared import redis_health
 from julia.resilience.breaker import TRANSITIONS, BreakerConfig, breakers
 from julia.settings import Settings

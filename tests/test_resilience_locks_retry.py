@@ -11,10 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from julia import local
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import CircuitOpen, LockNotAcquired, StorageError
+from julia.core import local
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import CircuitOpen, LockNotAcquired, StorageError
 from julia.resilience.locks import Lock, lock
 from julia.resilience.retry import (
     RetryBudget,
@@ -168,7 +168,7 @@ async def test_retry_gives_up_after_attempts_and_on_permanent_errors(app: App) -
 
 
 def test_what_is_retryable() -> None:
-    from julia import errors
+    from julia.core import errors
 
     assert retryable(httpx.ConnectError("x")) and retryable(httpx.ReadTimeout("x"))
     assert retryable(Flaky(429)) and retryable(Flaky(502))

@@ -13,12 +13,13 @@ import pytest
 WORKER = r"""
 import asyncio, json, sys
 import httpx
-from julia.app import App
-from julia.errors import CircuitOpen
+from julia.core.app import App
+from julia.core.errors import CircuitOpen
 from julia.resilience.breaker import breakers
+from julia.settings import Settings
 
 async def main() -> None:
-    async with App.open() as app:
+    async with App.open(Settings()) as app:
         b = breakers(app).get("evolution")
         print("ready", flush=True)
         sys.stdin.readline()  # both start failing together

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from julia import audit, local
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import InvalidInput
+from julia.core import audit, local
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import InvalidInput
 from julia.resilience import ratelimit as rl
 from julia.resilience._shared import redis_health
 from julia.settings import Settings

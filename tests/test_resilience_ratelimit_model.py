@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from julia.app import App
-from julia.clock import FrozenClock
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.resilience import ratelimit as rl
 from julia.resilience._shared import redis_health
 from julia.settings import Settings

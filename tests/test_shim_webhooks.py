@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from shim.app import create_app
 
-from julia.app import App
-from julia.clock import FrozenClock
+from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.inbox import chatwoot_signature
 from julia.settings import Settings
 
@@ -503,7 +503,7 @@ def test_sandbox_to_shim_to_turn_over_real_http(env: dict[str, str], settings: S
     import subprocess
     import sys
 
-    from julia.clock import Clock
+    from julia.core.clock import Clock
     from julia.gateways.evolution import EvolutionGateway
     from julia.inbox import consumer
     from julia.sandbox.gateway import running

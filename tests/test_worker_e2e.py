@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from julia import worker
-from julia.app import App
+from julia.core.app import App
 from julia.fila import queue
 from julia.fila.queue import NewMessage
+from julia.ops import heartbeat
 from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 
@@ -179,7 +179,7 @@ async def test_sigterm_finishes_in_flight_sends_releases_the_rest_and_exits_0(
         )
         await wait_for(app, lambda c: c["enviada"] >= 4, "some sends", [proc])
 
-        [live] = await worker.workers_status(app)
+        [live] = await heartbeat.workers_status(app)
         assert (live.id, live.state, live.redis_beat) == ("graceful", "alive", True)
         assert live.consumers == ["fila"]  # --consumer fila
         code = await stop(proc)
@@ -194,8 +194,8 @@ async def test_sigterm_finishes_in_flight_sends_releases_the_rest_and_exits_0(
             assert [r["tentativas"] for r in await cur.fetchall()] == [0]  # nothing spent
         texts = [m["text"] for m in sandbox(sandbox_process, "/_sandbox/messages")]
         assert len(texts) == len(set(texts)) == c["enviada"]
-        assert await worker.workers_status(app) == []
-        [gone] = await worker.workers_status(app, include_stopped=True)
+        assert await heartbeat.workers_status(app) == []
+        [gone] = await heartbeat.workers_status(app, include_stopped=True)
         assert gone.state == "stopped" and gone.redis_beat is False
         assert os.environ.get("JULIA_DATABASE_URL") is None  # nothing leaked into the tests
 
@@ -208,7 +208,7 @@ async def test_an_idle_worker_picks_a_scheduled_message_when_it_falls_due(
                      tmp_path / "idle.log")  # fmt: skip
         try:
             for _ in range(100):  # wait (bounded) until it has registered
-                if await worker.workers_status(app):
+                if await heartbeat.workers_status(app):
                     break
                 await asyncio.sleep(0.1)
             due = app.clock.now() + timedelta(seconds=1.5)

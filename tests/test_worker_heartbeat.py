@@ -8,30 +8,30 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from julia import worker
-from julia.app import App
-from julia.clock import FrozenClock
-from julia.errors import InvalidInput
-from julia.fila import send
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import InvalidInput
+from julia.ops import heartbeat, worker
+from julia.outbound import send
 from julia.settings import Settings
 
 
 async def test_beat_writes_the_row_and_a_redis_key_with_the_ttl(
     app: App, clock: FrozenClock
 ) -> None:
-    await worker._register(app, "w-1", ["fila"])
+    await heartbeat.register(app, "w-1", ["fila"])
     worker.fila_consumer.counters(app)["fila.sent"] = 7
-    await worker.beat(app, "w-1")
+    await heartbeat.beat(app, "w-1")
     ttl = await app.redis.ttl(app.keys.key("worker", "w-1"))
     assert 0 < ttl <= 120
-    [w] = await worker.workers_status(app)
+    [w] = await heartbeat.workers_status(app)
     assert (w.id, w.state, w.redis_beat, w.processed) == ("w-1", "alive", True, 7)
     clock.advance(121)
-    [w] = await worker.workers_status(app)
+    [w] = await heartbeat.workers_status(app)
     assert w.state == "dead" and w.age_s == 121.0
-    await worker._unregister(app, "w-1")
-    assert await worker.workers_status(app) == []
-    [w] = await worker.workers_status(app, include_stopped=True)
+    await heartbeat.unregister(app, "w-1")
+    assert await heartbeat.workers_status(app) == []
+    [w] = await heartbeat.workers_status(app, include_stopped=True)
     assert w.state == "stopped" and w.redis_beat is False
 
 
@@ -49,9 +49,9 @@ async def no_redis_app(
 
 async def test_with_redis_down_the_beat_still_reaches_postgres(no_redis_app: App) -> None:
     app = no_redis_app
-    await worker._register(app, "w-2", ["fila"])
-    await worker.beat(app, "w-2")  # logs the Redis failure, never raises
-    [w] = await worker.workers_status(app)
+    await heartbeat.register(app, "w-2", ["fila"])
+    await heartbeat.beat(app, "w-2")  # logs the Redis failure, never raises
+    [w] = await heartbeat.workers_status(app)
     assert (w.state, w.redis_beat) == ("alive", None)
 
 
@@ -68,7 +68,7 @@ async def test_the_worker_stops_cleanly_when_told(app: App) -> None:
     wid = await worker.run_worker(
         app, consumers=["fila"], stop=stop, handle_signals=False, name="x"
     )
-    [w] = await worker.workers_status(app, include_stopped=True)
+    [w] = await heartbeat.workers_status(app, include_stopped=True)
     assert (wid, w.state, w.consumers) == ("x", "stopped", ["fila"])
     with pytest.raises(InvalidInput, match="unknown consumer"):
         await worker.run_worker(app, consumers=["nope"], stop=stop, handle_signals=False)

@@ -2,7 +2,7 @@
 
 A command parses its options, calls one library function and renders the result.
 ``JuliaTyper.command`` runs ``async def`` commands under ``asyncio.run`` and turns
-every :class:`julia.errors.JuliaError` into one red line on stderr and the
+every :class:`julia.core.errors.JuliaError` into one red line on stderr and the
 class's exit code; ``--debug`` shows the traceback instead.
 """
 
@@ -21,9 +21,9 @@ import psycopg
 import pydantic
 import typer
 
-from julia import logs
-from julia.app import App
-from julia.errors import ConfigError, JuliaError, StorageError
+from julia.core import logs
+from julia.core.app import App
+from julia.core.errors import ConfigError, JuliaError, StorageError
 from julia.settings import Settings
 from julia_cli.render import err_console
 

@@ -136,7 +136,7 @@ def _handoffs(view: dict[str, Any]) -> Panel:
 
 
 def render_top(view: dict[str, Any]) -> RenderableType:
-    """The whole dashboard for one overview (see :func:`julia.overview.overview`)."""
+    """The whole dashboard for one overview (see :func:`julia.ops.overview.overview`)."""
     at = view.get("at")
     header = Text(f"Júlia · {at:%Y-%m-%d %H:%M:%S %Z}" if isinstance(at, datetime) else "Júlia",
                   style="bold")  # fmt: skip

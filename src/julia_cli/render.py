@@ -70,6 +70,6 @@ def message(text: str) -> None:
 
 def mask(phone: str | None) -> str:
     """Tables show masked phones; ``--json`` is for machines and carries the full value."""
-    from julia.redact import mask_phone
+    from julia.core.redact import mask_phone
 
     return mask_phone(phone)

@@ -1,4 +1,4 @@
-"""Pool alerts, through the one alerts module (:mod:`julia.alerts`): an ``alerts`` row,
+"""Pool alerts, through the one alerts module (:mod:`julia.notify.alerts`): an ``alerts`` row,
 deduplicated per kind and subject (the same alert at most once per
 ``JULIA_ALERT_COOLDOWN_MIN``, 30 minutes by default), and Slack when configured."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from julia import alerts
-from julia.app import App
-from julia.logs import get_logger
+from julia.core.app import App
+from julia.core.logs import get_logger
+from julia.notify import alerts
 
 log = get_logger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from julia.app import App
+from julia.core.app import App
 from julia.resilience.breaker import Breaker, BreakerConfig, breakers
 
 

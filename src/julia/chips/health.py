@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from julia import audit
-from julia.app import App
 from julia.chips import alerts, lifecycle, pool, scoring, selection, trust
-from julia.errors import GatewayError, GatewayNotFound, JuliaError
-from julia.logs import get_logger
+from julia.core import audit
+from julia.core.app import App
+from julia.core.errors import GatewayError, GatewayNotFound, JuliaError
+from julia.core.logs import get_logger
+from julia.gateways import registry
 
 log = get_logger(__name__)
 
@@ -46,7 +47,6 @@ class SyncReport:
 async def _gateway_state(app: App, chip: pool.Chip) -> str | None:
     """The instance's state; ``not_found`` when the gateway does not know it; None when
     the gateway itself could not answer (down: that says nothing about the chip)."""
-    from julia.gateways import registry
 
     try:
         return await registry.gateway(app, chip.provider).connection_state(chip.instance)

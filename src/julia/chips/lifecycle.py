@@ -13,11 +13,11 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from julia import audit
-from julia.app import App
-from julia.chips import pool, states
-from julia.errors import ChipTransitionRefused, InvalidInput
-from julia.logs import get_logger
+from julia.chips import migration, pool, scoring, states
+from julia.core import audit
+from julia.core.app import App
+from julia.core.errors import ChipTransitionRefused, InvalidInput
+from julia.core.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -96,7 +96,6 @@ async def ban(
     moved = await _move(app, chip_id, states.Status.BANNED.value, motivo, actor)
     result = ActionResult(moved, "ban")
     result.migrated = await _migrate(app, moved, motivo, actor)
-    from julia.chips import scoring
 
     result.trust = (await scoring.recalculate(app, chip_id, motivo="ban")).as_dict()
     result.chip = await pool.get(app, chip_id)
@@ -180,7 +179,6 @@ async def graduate(app: App, chip: pool.Chip) -> pool.Chip | None:
 async def _migrate(
     app: App, chip: pool.Chip, motivo: str, actor: audit.Actor
 ) -> list[dict[str, Any]]:
-    from julia.chips import migration
 
     moves = await migration.migrate_conversations(app, chip.id, motivo=motivo, actor=actor)
     return [m.as_dict() for m in moves]

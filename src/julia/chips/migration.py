@@ -15,9 +15,10 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from julia import audit
-from julia.app import App
-from julia.logs import get_logger
+from julia.core import audit
+from julia.core.app import App
+from julia.core.logs import get_logger
+from julia.fila.queue import NewMessage, enqueue
 
 log = get_logger(__name__)
 
@@ -140,7 +141,6 @@ async def _schedule_continuation(
     app: App, conn: AsyncConnection[Any], v: dict[str, Any], migration_id: int, now: datetime
 ) -> int | None:
     """Queue the continuation message in the caller's transaction (once per move)."""
-    from julia.fila.queue import NewMessage, enqueue
 
     queued = await enqueue(
         app,

@@ -14,13 +14,13 @@ from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
 
-from julia import audit, phones
-from julia.app import App
 from julia.chips import states, trust
 from julia.chips.circuit import circuit_state
-from julia.errors import ChipExists, ChipNotFound, InvalidInput
-from julia.logs import get_logger
-from julia.redact import mask_phone
+from julia.core import audit, phones
+from julia.core.app import App
+from julia.core.errors import ChipExists, ChipNotFound, InvalidInput
+from julia.core.logs import get_logger
+from julia.core.redact import mask_phone
 
 log = get_logger(__name__)
 

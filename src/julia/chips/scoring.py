@@ -25,11 +25,11 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from julia import audit
-from julia.app import App
 from julia.chips import alerts, pool, trust
-from julia.errors import ChipNotFound
-from julia.logs import get_logger
+from julia.core import audit
+from julia.core.app import App
+from julia.core.errors import ChipNotFound
+from julia.core.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -201,7 +201,7 @@ async def trust_report(
     app: App, chip_id: int | None = None, *, recalc: bool = False, actor: Any = None
 ) -> list[Recalculated]:
     """``julia chips trust``: one chip or all, explained; with ``recalc`` recomputed,
-    stored and audited (``actor``: an :class:`julia.audit.Actor`)."""
+    stored and audited (``actor``: an :class:`julia.core.audit.Actor`)."""
     if not recalc:
         if chip_id is not None:
             return [await explain(app, chip_id)]

@@ -29,13 +29,13 @@ from typing import Any
 from prometheus_client import Counter
 from psycopg.types.json import Jsonb
 
-from julia import audit
-from julia.app import App
 from julia.chips import pool
 from julia.chips.circuit import chip_breaker
-from julia.errors import NoChipAvailable
-from julia.logs import get_logger
-from julia.redact import mask_phone
+from julia.core import audit
+from julia.core.app import App
+from julia.core.errors import NoChipAvailable
+from julia.core.logs import get_logger
+from julia.core.redact import mask_phone
 from julia.resilience import ratelimit
 
 log = get_logger(__name__)

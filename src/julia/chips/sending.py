@@ -28,19 +28,20 @@ from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
 
-from julia import audit, phones
-from julia.app import App
 from julia.chips import lifecycle, pool, scoring, selection
 from julia.chips.circuit import chip_breaker
-from julia.errors import (
+from julia.core import audit, phones
+from julia.core.app import App
+from julia.core.errors import (
     AllChipsFailed,
     CircuitOpen,
     GatewayError,
     InvalidNumber,
     NoChipAvailable,
 )
+from julia.core.logs import get_logger
+from julia.gateways import registry
 from julia.gateways.base import Gateway, SendResult
-from julia.logs import get_logger
 from julia.resilience import ratelimit
 from julia.resilience.breaker import breakers
 
@@ -82,7 +83,6 @@ class ChipSend:
 
 
 def _gateway(app: App, chip: pool.Chip) -> Gateway:
-    from julia.gateways import registry
 
     return registry.gateway(app, chip.provider)
 

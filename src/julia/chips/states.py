@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from julia.errors import ChipTransitionRefused
+from julia.core.errors import ChipTransitionRefused
 
 
 class Status(StrEnum):

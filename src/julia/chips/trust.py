@@ -29,9 +29,11 @@ each level sets what the chip may do (:data:`LEVELS`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from julia.settings import Settings
+if TYPE_CHECKING:
+    from julia.settings import Settings
+
 
 #: Level names from best to worst, with the lowest score of each.
 LEVEL_FLOORS: tuple[tuple[str, int], ...] = (

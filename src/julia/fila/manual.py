@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from julia import audit, phones
-from julia.app import App
-from julia.errors import InvalidInput
+from julia.core import audit, phones
+from julia.core.app import App
+from julia.core.errors import InvalidInput
+from julia.core.importing import read_csv, required, validate_rows
 from julia.fila.queue import TIPOS, EnqueueManyResult, NewMessage, enqueue_many, parse_when
-from julia.importing import read_csv, required, validate_rows
 
 COLUMNS_REQUIRED = {"telefone", "texto"}
 COLUMNS_OPTIONAL = {"tipo", "idempotency_key", "prioridade", "agendar_para"}

@@ -19,11 +19,12 @@ from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 
-from julia import alerts, audit, phones
-from julia.app import App
-from julia.errors import Conflict, InvalidInput, NotFound
+from julia.core import audit, phones
+from julia.core.app import App
+from julia.core.errors import Conflict, InvalidInput, NotFound
+from julia.core.logs import get_logger, trace_id_var
 from julia.fila.states import Outcome, Status, check
-from julia.logs import get_logger, trace_id_var
+from julia.notify import alerts
 
 log = get_logger(__name__)
 
@@ -92,7 +93,7 @@ class NewMessage:
     agendar_para: datetime | str | None = None
     idempotency_key: str | None = None
     max_tentativas: int | None = None
-    #: None: the current trace (:data:`julia.logs.trace_id_var`).
+    #: None: the current trace (:data:`julia.core.logs.trace_id_var`).
     trace_id: str | None = None
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from julia.errors import InvalidTransition
+from julia.core.errors import InvalidTransition
 
 
 class Status(StrEnum):

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from julia.errors import (
+from julia.core.errors import (
     GatewayAuthError,
     GatewayBadRequest,
     GatewayClientError,

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from julia.errors import GatewayServerError
+from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
     InstanceInfo,
     SendResult,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from julia.app import App
-from julia.errors import ConfigError
+from julia.core.app import App
+from julia.core.errors import ConfigError
+from julia.core.settings import secret
 from julia.gateways.base import Gateway
 from julia.gateways.evolution import EvolutionGateway
 from julia.gateways.zapi import ZApiGateway
-from julia.settings import Settings
 
 
 def gateway(app: App, provider: str) -> Gateway:
@@ -17,13 +17,13 @@ def gateway(app: App, provider: str) -> Gateway:
         s = app.settings
         if provider == "evolution":
             cache[provider] = EvolutionGateway(
-                app.http, s.evolution_url, Settings.secret(s.evolution_api_key),
+                app.http, s.evolution_url, secret(s.evolution_api_key),
                 timeout_s=s.http_read_timeout_s,
             )  # fmt: skip
         elif provider == "zapi":
             cache[provider] = ZApiGateway(
-                app.http, s.zapi_url, {s.zapi_instance: Settings.secret(s.zapi_token) or ""},
-                Settings.secret(s.zapi_client_token), timeout_s=s.http_read_timeout_s,
+                app.http, s.zapi_url, {s.zapi_instance: secret(s.zapi_token) or ""},
+                secret(s.zapi_client_token), timeout_s=s.http_read_timeout_s,
             )  # fmt: skip
         else:
             raise ConfigError(f"JULIA_GATEWAY_PROVIDER {provider!r}: use evolution or zapi")

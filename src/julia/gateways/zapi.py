@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from julia.errors import GatewayServerError
+from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
     InstanceInfo,
     SendResult,

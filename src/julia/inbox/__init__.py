@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from julia.errors import InvalidPayload
+from julia.core.errors import InvalidPayload
 from julia.inbox.auth import chatwoot_signature, verify_chatwoot, verify_gateway
 from julia.inbox.events import Ack, ConnectionEvent, Event, Ignored, InboundMessage
 from julia.inbox.parsing import parse_chatwoot, parse_evolution, parse_zapi, phone_from_jid

@@ -16,11 +16,15 @@ import hmac
 import warnings
 from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import jwt
 
-from julia.errors import WebhookUnauthorized
-from julia.settings import Settings
+from julia.core.errors import WebhookUnauthorized
+from julia.core.settings import secret as reveal
+
+if TYPE_CHECKING:
+    from julia.settings import Settings
 
 
 def _same(a: str, b: str) -> bool:
@@ -29,7 +33,7 @@ def _same(a: str, b: str) -> bool:
 
 def verify_gateway(settings: Settings, headers: Mapping[str, str], now: datetime) -> None:
     """Raise :class:`WebhookUnauthorized` unless the request carries the webhook token."""
-    token = Settings.secret(settings.webhook_token)
+    token = reveal(settings.webhook_token)
     if not token:
         return
     given = headers.get("x-webhook-token")
@@ -71,7 +75,7 @@ def verify_chatwoot(
     settings: Settings, headers: Mapping[str, str], raw: bytes, now: datetime
 ) -> None:
     """Raise :class:`WebhookUnauthorized` unless a configured Chatwoot signature matches."""
-    secret = Settings.secret(settings.chatwoot_webhook_secret)
+    secret = reveal(settings.chatwoot_webhook_secret)
     if not secret:
         return
     signature = headers.get("x-chatwoot-signature", "")

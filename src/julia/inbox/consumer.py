@@ -28,8 +28,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from julia import alerts, logs, metrics
-from julia.app import App
+from julia.core import logs, metrics
+from julia.core.app import App
+from julia.core.logs import get_logger
 from julia.inbox.processors import (
     Message,
     PipelineResult,
@@ -38,7 +39,7 @@ from julia.inbox.processors import (
     default_processors,
     run_pipeline,
 )
-from julia.logs import get_logger
+from julia.notify import alerts
 
 log = get_logger(__name__)
 

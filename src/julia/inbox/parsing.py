@@ -11,8 +11,8 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from julia import phones
-from julia.errors import InvalidPayload, InvalidPhone
+from julia.core import phones
+from julia.core.errors import InvalidPayload, InvalidPhone
 from julia.inbox.events import Ack, ConnectionEvent, Event, Ignored, InboundMessage
 
 #: Evolution/Baileys numeric statuses (``src/utils/renderStatus.ts``).
@@ -33,7 +33,7 @@ _PROTOCOL_KEYS = frozenset(
 def phone_from_jid(jid: object) -> str | None:
     """E.164 of a WhatsApp JID or bare number; None for @lid, groups and junk.
 
-    Brazilian numbers (``55`` + 10 or 11 digits) go through :mod:`julia.phones`, which
+    Brazilian numbers (``55`` + 10 or 11 digits) go through :mod:`julia.core.phones`, which
     restores the ninth digit WhatsApp drops; other countries keep their digits.
     """
     if not isinstance(jid, str) or not jid:

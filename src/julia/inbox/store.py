@@ -19,12 +19,12 @@ from typing import Any
 
 import psycopg
 
-from julia import audit
-from julia.app import App
-from julia.errors import Conflict, InvalidInput, InvalidPayload, NotFound
+from julia.core import audit
+from julia.core.app import App
+from julia.core.errors import Conflict, InvalidInput, InvalidPayload, NotFound
+from julia.core.logs import get_logger
 from julia.inbox.events import Ack, Event, Ignored, InboundMessage
 from julia.inbox.writer import InboxWriter, row_of
-from julia.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import psycopg
 
-from julia.app import App
-from julia.errors import InvalidPayload
+from julia.core.app import App
+from julia.core.errors import InvalidPayload
+from julia.core.logs import trace_id_var
 from julia.inbox.events import InboundMessage
-from julia.logs import trace_id_var
 
 #: Writes in flight at once (each holds one pool connection).
 MAX_IN_FLIGHT = 4

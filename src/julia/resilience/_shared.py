@@ -9,8 +9,8 @@ from typing import Any
 
 import redis.exceptions
 
-from julia.app import App
-from julia.logs import get_logger
+from julia.core.app import App
+from julia.core.logs import get_logger
 
 log = get_logger(__name__)
 

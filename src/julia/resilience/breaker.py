@@ -25,17 +25,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from julia import audit
-from julia.app import App
-from julia.errors import CircuitOpen, InvalidInput, StorageError
-from julia.logs import get_logger
+from julia.core import audit
+from julia.core.app import App
+from julia.core.errors import CircuitOpen, InvalidInput, StorageError
+from julia.core.logs import get_logger
 from julia.resilience import metrics
 from julia.resilience._shared import REDIS_ERRORS, from_ms, redis_health, script, to_ms
-from julia.settings import Settings
+
+if TYPE_CHECKING:
+    from julia.settings import Settings
 
 log = get_logger(__name__)
 T = TypeVar("T")

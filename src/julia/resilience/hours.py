@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from julia.errors import ConfigError
-from julia.settings import Settings
+from julia.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from julia.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from julia.app import App
-from julia.errors import LockNotAcquired, StorageError
-from julia.logs import get_logger
+from julia.core.app import App
+from julia.core.errors import LockNotAcquired, StorageError
+from julia.core.logs import get_logger
 from julia.resilience._shared import REDIS_ERRORS, script
 
 log = get_logger(__name__)

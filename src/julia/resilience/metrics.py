@@ -1,9 +1,9 @@
 """Prometheus metrics of the resilience primitives. They are defined in the one metrics
-module, :mod:`julia.metrics`, and named here for the resilience code."""
+module, :mod:`julia.core.metrics`, and named here for the resilience code."""
 
 from __future__ import annotations
 
-from julia.metrics import (
+from julia.core.metrics import (
     CIRCUIT_LOCAL,
     CIRCUIT_REFUSED,
     CIRCUIT_STATE,

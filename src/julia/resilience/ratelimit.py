@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from julia import audit, phones
-from julia.app import App
-from julia.errors import InvalidInput
-from julia.logs import get_logger
-from julia.redact import mask_phone
+from julia.core import audit, phones
+from julia.core.app import App
+from julia.core.errors import InvalidInput
+from julia.core.logs import get_logger
+from julia.core.redact import mask_phone
 from julia.resilience import metrics
 from julia.resilience._shared import REDIS_ERRORS, from_ms, redis_health, script, to_ms
 from julia.resilience.hours import BusinessHours

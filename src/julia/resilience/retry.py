@@ -20,9 +20,9 @@ from typing import TypeVar
 
 import httpx
 
-from julia.app import App
-from julia.errors import CircuitOpen
-from julia.logs import get_logger
+from julia.core.app import App
+from julia.core.errors import CircuitOpen
+from julia.core.logs import get_logger
 from julia.resilience.breaker import status_code_of
 
 log = get_logger(__name__)

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from julia.sandbox import server
 
 if TYPE_CHECKING:
-    from julia.app import App
+    from julia.core.app import App
 
 SERVER_URL = "http://sandbox.local"
 OWN_JID = "5511900000000@s.whatsapp.net"

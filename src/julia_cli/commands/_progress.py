@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from julia.importing import Progress as ProgressFn
+from julia.core.importing import Progress as ProgressFn
 from julia_cli.render import err_console
 
 

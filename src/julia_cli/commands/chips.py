@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from julia import audit
 from julia.chips import health, lifecycle, pool, scoring
+from julia.core import audit
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from julia import audit
+from julia.core import audit
 from julia.resilience import breaker
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from julia import audit
-from julia.errors import InvalidInput
-from julia.fila import manual, queue, send
+from julia.core import audit
+from julia.core.errors import InvalidInput
+from julia.fila import manual, queue
+from julia.outbound import send
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from julia import audit, inbox
+from julia import inbox
+from julia.core import audit
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app
 

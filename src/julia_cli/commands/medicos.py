@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from julia import audit, medicos
+from julia.core import audit
+from julia.domain import medicos
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app
 from julia_cli.commands._progress import progress_bar

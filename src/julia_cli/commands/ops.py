@@ -13,9 +13,10 @@ from typing import Annotated
 
 import typer
 
-from julia import alerts, health, overview
-from julia.jobs import runner
-from julia.jobs.scheduler import run_scheduler
+from julia.notify import alerts
+from julia.ops import health, overview
+from julia.ops.jobs import runner
+from julia.ops.scheduler import run_scheduler
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, open_app, settings
 from julia_cli.dashboard import render_top

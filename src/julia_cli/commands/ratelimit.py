@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from julia import audit
-from julia.errors import InvalidInput
+from julia.core import audit
+from julia.core.errors import InvalidInput
 from julia.resilience import ratelimit
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app

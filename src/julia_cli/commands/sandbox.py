@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from julia import slack_sandbox
 from julia.sandbox import gateway
+from julia.sandbox import slack as slack_sandbox
 from julia_cli import render
 from julia_cli.base import JuliaTyper
 

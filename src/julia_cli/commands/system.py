@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from julia import local, migrations, system
-from julia.app import resolve_endpoints
+from julia.core import local, migrations, system
+from julia.core.app import resolve_endpoints
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, settings
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from julia import audit, vagas
+from julia.core import audit
+from julia.domain import vagas
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app
 from julia_cli.commands._progress import progress_bar

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from julia import worker
+from julia.ops import heartbeat, worker
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, _run, open_app
 
@@ -81,7 +81,7 @@ async def status(
 ) -> None:
     """Workers and their last heartbeat (alive, dead, or stopped)."""
     async with open_app() as a:
-        rows = await worker.workers_status(a, include_stopped=all_)
+        rows = await heartbeat.workers_status(a, include_stopped=all_)
     if json_:
         render.print_json([w.as_dict() for w in rows])
         return

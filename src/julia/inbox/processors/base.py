@@ -14,8 +14,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from julia.app import App
-from julia.logs import get_logger
+from julia.core.app import App
+from julia.core.logs import get_logger
 
 log = get_logger(__name__)
 

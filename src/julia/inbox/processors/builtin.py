@@ -9,21 +9,24 @@ group ingestion (5) · parse (10) · presence (15) · load entities (20) · chip
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from julia import audit, medicos, phones
-from julia.app import App
-from julia.inbox import media
+from julia.core import audit, phones
+from julia.core.app import App
+from julia.core.logs import get_logger
+from julia.domain import medicos
+from julia.fila.queue import block_pending_for_medico
 from julia.inbox.events import MEDIA_TIPOS
-from julia.inbox.processors import texts
+from julia.inbox.processors import media, texts
 from julia.inbox.processors.base import Processor, Step, TurnContext, halt, proceed
 from julia.inbox.processors.outbound import enqueue_reply, gateway_for, send_now
-from julia.logs import get_logger
-from julia.settings import Settings
+
+if TYPE_CHECKING:
+    from julia.settings import Settings
 
 log = get_logger(__name__)
 
@@ -258,7 +261,6 @@ class OptOut:
             return proceed(ctx)
         motivo = f"pediu pelo WhatsApp: {phrase!r}"
         await medicos.optout(app, ctx.telefone, motivo=motivo, actor=audit.AUTOMATION)
-        from julia.fila.queue import block_pending_for_medico
 
         blocked = await block_pending_for_medico(app, ctx.medico_id, "opt-out: " + motivo)
         ctx = ctx.flag("optout").note(optout_phrase=phrase, fila_bloqueadas=blocked)

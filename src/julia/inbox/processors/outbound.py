@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from julia import phones
-from julia.app import App
+from julia.core import phones
+from julia.core.app import App
+from julia.core.logs import get_logger
+from julia.core.settings import secret
+from julia.fila.queue import NewMessage, enqueue
+from julia.gateways.registry import gateway
 from julia.inbox.processors.base import TurnContext
-from julia.logs import get_logger
-from julia.settings import Settings
 
 if TYPE_CHECKING:
     from julia.gateways.base import Gateway
@@ -28,12 +30,11 @@ def gateway_for(app: App, provider: str) -> Gateway | None:
     if provider in registered:
         return registered[provider]
     s = app.settings
-    configured = (provider == "evolution" and Settings.secret(s.evolution_api_key)) or (
-        provider == "zapi" and Settings.secret(s.zapi_token)
+    configured = (provider == "evolution" and secret(s.evolution_api_key)) or (
+        provider == "zapi" and secret(s.zapi_token)
     )
     if not configured:
         return None
-    from julia.gateways.registry import gateway
 
     return gateway(app, provider)
 
@@ -60,7 +61,6 @@ async def enqueue_reply(app: App, ctx: TurnContext, texto: str, key: str) -> int
     """Queue a reply to the doctor of the turn; once per turn and ``key`` (idempotent)."""
     if ctx.medico_id is None:
         return None
-    from julia.fila.queue import NewMessage, enqueue
 
     queued = await enqueue(
         app,
