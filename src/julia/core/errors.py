@@ -15,8 +15,9 @@
     │   └── LockNotAcquired         a distributed lock is held by someone else
     └── CircuitOpen                 a circuit breaker refused the call (name, retry_at)
 
-The CLI maps each class to one line on stderr and ``exit_code``; the shim to an
-HTTP status. Later capabilities add their branches here.
+That is the foundation's part of the tree; each capability's section below draws its
+own branches (``tests/test_errors.py`` fails on a class drawn nowhere). The CLI maps
+each class to one line on stderr and ``exit_code``; the shim to an HTTP status.
 """
 
 from __future__ import annotations
@@ -275,6 +276,11 @@ class LockNotAcquired(Conflict):
 
 
 # --- inbound: shim, inbox, processors ---------------------------------------
+#
+#   WebhookUnauthorized         a webhook without the right token, JWT or signature (401)
+#   InvalidInput
+#   ├── InvalidPayload          a webhook body that is not what its provider sends (400)
+#   └── PayloadTooLarge         a body over JULIA_WEBHOOK_MAX_BODY_BYTES (413)
 
 
 class WebhookUnauthorized(JuliaError):
