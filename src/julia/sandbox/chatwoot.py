@@ -294,13 +294,13 @@ def create_app(
                     }
                 )
             case ("POST", ["contacts", cid, "contact_inboxes"]):
-                found = state.contacts.get(int(cid)) if cid.isdigit() else None
-                if found is None or not isinstance(body.get("inbox_id"), int):
+                known = state.contacts.get(int(cid)) if cid.isdigit() else None
+                if known is None or not isinstance(body.get("inbox_id"), int):
                     return _err(404, "Resource could not be found")
-                found["source_ids"].setdefault(
+                known["source_ids"].setdefault(
                     body["inbox_id"], body.get("source_id") or str(uuid.uuid4())
                 )
-                return JSONResponse(contact_inbox(found, body["inbox_id"]))
+                return JSONResponse(contact_inbox(known, body["inbox_id"]))
             case ("POST", ["conversations"]):
                 contact = next(
                     (
