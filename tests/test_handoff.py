@@ -149,6 +149,7 @@ async def test_request_opens_chatwoot_with_history_note_and_label(happ: App, cw:
         ("outgoing", False, "Tenho sim, no Hospital X"),
     ]
     kind, private, note = posted[3]
+    assert kind == "outgoing"
     assert private and "pediu: atendente" in note and "sábado" in note  # summary + reason
     assert conv["labels"] == ["humano"] and conv["status"] == "open"
     # Asking again keeps the one open handoff and tells nobody twice.
