@@ -30,6 +30,12 @@ class HandoffSettings(BaseSettings):
     handoff_label: str = Field(
         default="humano", description="Chatwoot label of a conversation a person handles."
     )
+    handoff_negative_words: str = Field(
+        default="absurdo,ridiculo,palhacada,pessimo,horrivel,desrespeito,vergonha,"
+        "incompetente,nunca mais,to puto,que raiva,me enganaram",
+        description="Comma-separated words of strong negative sentiment (accents ignored):"
+        " one in a doctor's message hands the conversation to a person.",
+    )
     handoff_notify_attempts: int = Field(
         default=3, ge=1, description="Attempts of each Chatwoot call of a handoff notification."
     )

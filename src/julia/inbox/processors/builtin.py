@@ -3,7 +3,8 @@
 group ingestion (5) · parse (10) · presence (15) · load entities (20) · chip mapping (21)
 · business events (22) · human takeover (24) · Chatwoot sync (25) · opt-out (30)
 · outside business hours (32) · bot detection (35) · media (40) · long message (45)
-· handoff trigger (50) · handoff keywords (55) · human control (60) · awaiting reply (100)
+· handoff trigger (50) · handoff keywords (55) · negative sentiment (57) · human control (60)
+· awaiting reply (100)
 """
 
 from __future__ import annotations
@@ -399,6 +400,19 @@ class HandoffKeywords:
         return halt(ctx.note(handoff=word), "handoff keyword")
 
 
+class HandoffSentiment:
+    """Strong negative sentiment (``JULIA_HANDOFF_NEGATIVE_WORDS``): a person answers."""
+
+    name, priority = "handoff_sentiment", 57
+
+    async def process(self, app: App, ctx: TurnContext) -> Step:
+        word = texts.keyword(ctx.texto, app.settings.handoff_negative_words.split(","))
+        if word is None:
+            return proceed(ctx)
+        ctx = await _hand_to_human(app, ctx, f"sentimento negativo: {word}", "sentimento")
+        return halt(ctx.note(handoff=word), "negative sentiment")
+
+
 class HumanControl:
     """A human controls this conversation: Júlia stays quiet."""
 
@@ -424,6 +438,7 @@ def default_processors() -> list[Processor]:
     found: list[Processor] = [
         GroupIngestion(), Parse(), Presence(), LoadEntities(), ChipMapping(), BusinessEvents(),
         HumanTakeover(), ChatwootSync(), OptOut(), OutsideHours(), BotDetection(), Media(),
-        LongMessage(), HandoffTrigger(), HandoffKeywords(), HumanControl(), AwaitingReply(),
+        LongMessage(), HandoffTrigger(), HandoffKeywords(), HandoffSentiment(), HumanControl(),
+        AwaitingReply(),
     ]  # fmt: skip
     return sorted(found, key=lambda p: p.priority)
