@@ -11,6 +11,7 @@ model), else :func:`julia.handoff.history.digest` (deterministic, the last messa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from julia.core import audit, metrics, phones
@@ -193,9 +194,12 @@ async def waiting(app: App) -> list[Raised]:
             (now, cut),
         )
         late = list(await cur.fetchall())
+        # Also those whose first try never ran (the process died after the commit).
         cur = await conn.execute(
             "SELECT id FROM handoffs WHERE status <> 'resolvido' AND notified_at IS NULL"
-            " AND notify_attempts BETWEEN 1 AND 10 ORDER BY id LIMIT 20"
+            " AND notify_attempts <= 10 AND (notify_attempts > 0 OR created_at <= %s)"
+            " ORDER BY id LIMIT 20",
+            (now - timedelta(minutes=1),),
         )
         unnotified = [int(r["id"]) for r in await cur.fetchall()]
     raised: list[Raised] = []
