@@ -266,8 +266,8 @@ async def open_or_take(
         if de != states.JULIA and row["handoff_id"] is None:
             # 'humano' set before handoffs existed, and nobody was ever told: adopt it as an
             # open handoff (control does not change, so no table move; recorded as 'adotar').
-            found = await _adopt(app, conn, row, reason=reason, trigger=trigger, actor=actor)
-            return Handoff(**{**found.__dict__, "new": True})
+            adopted = await _adopt(app, conn, row, reason=reason, trigger=trigger, actor=actor)
+            return Handoff(**{**adopted.__dict__, "new": True})
         if new or (take and de == states.PENDENTE):
             moved = await transition(
                 app,
