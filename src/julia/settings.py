@@ -13,6 +13,7 @@ from julia.chips.settings import ChipsSettings
 from julia.core.settings import CoreSettings
 from julia.fila.settings import FilaSettings
 from julia.gateways.settings import GatewaySettings
+from julia.handoff.settings import HandoffSettings
 from julia.inbox.settings import InboxSettings
 from julia.notify.settings import NotifySettings
 from julia.ops.settings import OpsSettings
@@ -22,6 +23,7 @@ from julia.resilience.settings import ResilienceSettings
 class Settings(
     OpsSettings,
     InboxSettings,
+    HandoffSettings,
     ChipsSettings,
     FilaSettings,
     NotifySettings,

@@ -77,6 +77,9 @@ KINDS: dict[str, Kind] = {
         Kind("chip.demoted", "warning", "Chip demoted"),
         Kind("chip.trust_low", "critical", "Chip fell to vermelho/crítico"),
         Kind("handoff.not_notified", "critical", "Handoff without notification"),
+        Kind("handoff.requested", "info", "Handoff: a doctor needs a person"),
+        Kind("handoff.waiting", "warning", "Handoff nobody picked up"),
+        Kind("handoff.mirror_failed", "warning", "Doctor's message not mirrored to Chatwoot"),
         Kind("inbox.stalled", "critical", "Inbound messages not turned into turns"),
         Kind("inbox.parked", "warning", "Inbound messages parked after failing"),
     )
