@@ -64,7 +64,7 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def template_db(pg_server_url: str) -> str:
     digest = hashlib.sha256()
     for m in migrations.discover():
-        digest.update(m.checksum.encode())
+        digest.update(f"{m.name}:{m.checksum}".encode())  # a renumbered file is another schema
     name = f"julia_tpl_{digest.hexdigest()[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_TEMPLATE_LOCK,))
