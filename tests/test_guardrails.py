@@ -163,7 +163,8 @@ async def _seed_everywhere(app: App) -> tuple[int, str]:
         await conn.execute(
             "INSERT INTO chips (instance, telefone, provider, status, trust_score, trust_level,"
             " trust_source, trust_updated_at, created_at, updated_at)"
-            " VALUES ('c9', '+5511977776666', 'evolution', 'active', 90, 'verde', 'manual', %s, %s, %s)",
+            " VALUES ('c9', '+5511977776666', 'evolution', 'active', 90, 'verde', 'manual',"
+            " %s, %s, %s)",
             (now, now, now),
         )
         cur = await conn.execute("SELECT id FROM chips WHERE instance = 'c9'")
