@@ -28,7 +28,6 @@ from julia.core.errors import Conflict, InvalidInput
 from julia.core.logs import get_logger
 from julia.core.redact import mask_phone
 from julia.fila import queue
-from julia.guardrails import rules
 
 log = get_logger(__name__)
 
@@ -58,16 +57,15 @@ async def _recipients(
     lacks is an InvalidInput naming how many and an example id."""
     used = template.placeholders(texto)
     shift = await store.vaga_values(conn, vaga_id)
-    rows = await segment.resolve(app, conn, seg)
+    rows = await segment.resolve(app, conn, seg, TIPO)
     if not rows:
         raise InvalidInput("the segment is empty: no doctor matches these filters")
-    verdicts = await rules.screen(app, conn, [r["id"] for r in rows], TIPO)
     removed: Counter[str] = Counter()
     eligible = []
     lacking: Counter[str] = Counter()
     example: dict[str, int] = {}
     for r in rows:
-        stop = verdicts.get(r["id"]) or []
+        stop = r["regras"]
         if stop:
             removed[stop[0]] += 1
             continue
