@@ -9,10 +9,12 @@ it); ``julia config show`` prints the effective values, secrets masked.
 
 from __future__ import annotations
 
+from julia.campanhas.settings import CampanhasSettings
 from julia.chips.settings import ChipsSettings
 from julia.core.settings import CoreSettings
 from julia.fila.settings import FilaSettings
 from julia.gateways.settings import GatewaySettings
+from julia.guardrails.settings import GuardrailsSettings
 from julia.handoff.settings import HandoffSettings
 from julia.inbox.settings import InboxSettings
 from julia.notify.settings import NotifySettings
@@ -22,6 +24,8 @@ from julia.resilience.settings import ResilienceSettings
 
 class Settings(
     OpsSettings,
+    CampanhasSettings,
+    GuardrailsSettings,
     InboxSettings,
     HandoffSettings,
     ChipsSettings,
