@@ -393,7 +393,10 @@ async def circuits(app: App, deep: bool = False) -> Component:
 async def agent(app: App) -> Component:
     """Turns waiting for Júlia's reply longer than ``agent_unanswered_min``, and whether a
     model is configured (without one, turns wait: the summary says why)."""
-    waiting, oldest = await pending.unanswered(app)
+    try:
+        waiting, oldest = await pending.unanswered(app)
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotAvailable("inbox_turnos does not exist") from exc
     configured = turn.ready(app)
     score = 100 - min(80, waiting * 20)
     why = "" if configured else " (" + llm_client.why_not(app.settings) + ")"
