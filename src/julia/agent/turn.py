@@ -110,8 +110,12 @@ async def no_model_alert(app: App) -> None:
     )  # fmt: skip
 
 
-async def answer(app: App, inp: TurnInput, *, model: Model | None = None) -> Outcome:
-    """Answer one turn (see the module docstring). Raises :class:`Superseded`."""
+async def answer(
+    app: App, inp: TurnInput, *, model: Model | None = None, queue_reply: bool = True
+) -> Outcome:
+    """Answer one turn (see the module docstring). Raises :class:`Superseded`.
+
+    ``queue_reply=False`` (``julia chat``, ``julia eval``): everything but the queueing."""
     if not ready(app):
         await no_model_alert(app)
         return Outcome("sem_modelo", motivo=llm_client.why_not(app.settings))
@@ -161,7 +165,7 @@ async def answer(app: App, inp: TurnInput, *, model: Model | None = None) -> Out
     outcome.resposta = "\n\n".join(outcome.partes) if outcome.partes else outcome.direct
     handed = loop.handed_off or (tc is not None and tc.handed_off)
     acted = bool(tc and tc.side_effects)
-    await _deliver(app, inp, outcome, handed_off=handed, acted=acted)
+    await _deliver(app, inp, outcome, handed_off=handed, acted=acted, queue_reply=queue_reply)
     elapsed = time.perf_counter() - started
     outcome.overhead_s = max(elapsed - loop.model_s, 0.0)
     await _record(app, inp, outcome, int(elapsed * 1000))
@@ -258,7 +262,8 @@ LIMIT 1
 
 
 async def _deliver(
-    app: App, inp: TurnInput, outcome: Outcome, *, handed_off: bool, acted: bool
+    app: App, inp: TurnInput, outcome: Outcome, *, handed_off: bool, acted: bool,
+    queue_reply: bool,
 ) -> None:
     now = app.clock.now()
     revisar = outcome.status == "fallback" or bool(outcome.guardrails)
@@ -280,7 +285,7 @@ async def _deliver(
             log.info("agent.superseded", conversa_id=inp.conversa_id)
             raise Superseded()  # rolls the watermark back with the transaction
         delay = app.settings.agent_message_delay_s
-        for n, part in enumerate(outcome.partes):
+        for n, part in enumerate(outcome.partes if queue_reply else []):
             queued = await enqueue(
                 app,
                 NewMessage(texto=part, tipo="resposta", medico_id=inp.medico_id,

@@ -123,6 +123,12 @@ class App:
         try:
             yield app
         finally:
+            # Clients a capability built lazily (the model SDK's) register their closing here.
+            for close in app.extensions.pop("on_close", []):
+                try:
+                    await close()
+                except Exception:  # noqa: S110 - closing must not hide the real outcome
+                    pass
             await http.aclose()
             await redis_client.aclose()
             await pool.close()

@@ -44,6 +44,7 @@ def client(app: App) -> anthropic.AsyncAnthropic:
             max_retries=s.llm_max_retries,
         )
         app.extensions["anthropic"] = found
+        app.extensions.setdefault("on_close", []).append(found.close)
     return found  # type: ignore[no-any-return]
 
 
