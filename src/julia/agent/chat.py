@@ -31,8 +31,10 @@ SELECT id AS conversa_id, medico_id FROM c
 """
 
 
-async def say(app: App, telefone: str, texto: str, *, nome: str = "Lead") -> Outcome:
-    """One doctor's line answered by the agent (recorded, not queued)."""
+async def say(
+    app: App, telefone: str, texto: str, *, nome: str = "Lead", queue_reply: bool = False
+) -> Outcome:
+    """One doctor's line answered by the agent (recorded; queued only with ``queue_reply``)."""
     phone = phones.normalize(telefone)
     now = app.clock.now()
     pmid = f"chat-{uuid.uuid4().hex[:16]}"
@@ -55,4 +57,4 @@ async def say(app: App, telefone: str, texto: str, *, nome: str = "Lead") -> Out
             (row["conversa_id"], row["medico_id"], texto, pmid, now),
         )
     inp = TurnInput(row["conversa_id"], row["medico_id"], phone, (msg["id"],), texto, (pmid,))
-    return await answer(app, inp, queue_reply=False)
+    return await answer(app, inp, queue_reply=queue_reply)

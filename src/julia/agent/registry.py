@@ -70,18 +70,23 @@ class ToolResult:
 @dataclass
 class Registry:
     tools: dict[str, Tool] = field(default_factory=dict)
+    _schemas: list[dict[str, Any]] | None = None
 
     def tool(
         self, name: str, description: str, input_model: type[BaseModel], *, side_effect: bool
     ) -> Callable[[ToolFn], ToolFn]:
         def register(fn: ToolFn) -> ToolFn:
             self.tools[name] = Tool(name, description, input_model, side_effect, fn)
+            self._schemas = None
             return fn
 
         return register
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [t.schema() for t in self.tools.values()]
+        """The tools' JSON schemas (built once: they are the cached prompt prefix)."""
+        if self._schemas is None:
+            self._schemas = [t.schema() for t in self.tools.values()]
+        return self._schemas
 
     async def run(
         self, tc: ToolContext, use: dict[str, Any], timeout_s: float
