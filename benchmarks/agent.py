@@ -84,11 +84,10 @@ async def main() -> None:
         for n in range(args.runs):
             r = await one_run(settings, args.turns, url)
             runs.append(r)
-            print(f"run {n + 1}: {r['turns_per_s']:.0f} turns/s, added p50 {r['p50_added_ms']:.2f} ms,"
+            print(f"run {n + 1}: {r['turns_per_s']:.0f} turns/s,"
+                  f" added p50 {r['p50_added_ms']:.2f} ms,"
                   f" p99 {r['p99_added_ms']:.2f} ms")  # fmt: skip
-    figures: dict[str, Any] = {
-        k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]
-    }
+    figures: dict[str, Any] = {k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]}
     figures |= {"turns": args.turns, "runs": args.runs}
     print(f"median: {figures['turns_per_s']} turns/s, Júlia adds p50 {figures['p50_added_ms']} ms,"
           f" p99 {figures['p99_added_ms']} ms around the model (aim: p99 < 15 ms)")  # fmt: skip

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-import asyncio
-
-from agent_kit import sandbox_llm_server, seed  # noqa: F401
+from agent_kit import seed
 from julia.agent import evals
 from julia.core.app import App
 from julia.settings import Settings
@@ -30,7 +29,9 @@ def seeded(settings: Settings, *, today: bool = False) -> dict[str, int]:
 def audit_rows(settings: Settings, alvo: str) -> list[str]:
     async def go() -> list[str]:
         async with App.open(settings) as app, app.pool.connection() as conn:
-            cur = await conn.execute("SELECT acao FROM audit_log WHERE alvo = %s ORDER BY id", (alvo,))
+            cur = await conn.execute(
+                "SELECT acao FROM audit_log WHERE alvo = %s ORDER BY id", (alvo,)
+            )
             return [r["acao"] for r in await cur.fetchall()]
 
     return asyncio.run(go())
@@ -71,8 +72,8 @@ def test_a_failing_eval_exits_non_zero(cli: Any, env: dict[str, str], sandbox_ll
 def test_vagas_reservar_confirmar_cancelar_are_audited(cli: Any, settings: Settings) -> None:
     ids = seeded(settings)
     vaga = str(ids["sab_lucas"])
-    r = cli("vagas", "reservar", vaga, "--telefone", "+5511911110001", "--motivo", "pediu por telefone",
-            "--json")  # fmt: skip
+    r = cli("vagas", "reservar", vaga, "--telefone", "+5511911110001",
+            "--motivo", "pediu por telefone", "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["status"] == "reservada"
     r = cli("vagas", "reservar", vaga, "--telefone", "+5511911110002", "--motivo", "de novo")

@@ -8,8 +8,8 @@ import typer
 
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
-from julia_cli.commands import chips as chips_cmd
 from julia_cli.commands import chat as chat_cmd
+from julia_cli.commands import chips as chips_cmd
 from julia_cli.commands import circuits as circuits_cmd
 from julia_cli.commands import conversas as conversas_cmd
 from julia_cli.commands import evals as evals_cmd

@@ -1,8 +1,8 @@
 """A turn's context, its parts read in parallel: history (or summary + the last 5),
 the doctor's profile, preferences and memories, this conversation's offers, how many
 shifts of their specialty are open, and the active directives (``app_settings`` key
-``agent.diretrizes``). A part that fails is logged and left out; the turn goes on. Two round trips in
-parallel: the history, and one query for everything else."""
+``agent.diretrizes``). A part that fails is logged and left out; the turn goes on.
+Two round trips in parallel: the history, and one query for everything else."""
 
 from __future__ import annotations
 
@@ -81,7 +81,9 @@ async def _summary(
     last = older[-1]["created_at"] if older else None
     if stored and stored[0]["resumo"] and stored[0]["resumo_ate"] == last:
         return str(stored[0]["resumo"])
-    lines = [f"{'Médico' if r['direcao'] == 'entrada' else 'Júlia'}: {r['conteudo']}" for r in older]
+    lines = [
+        f"{'Médico' if r['direcao'] == 'entrada' else 'Júlia'}: {r['conteudo']}" for r in older
+    ]
     response = await model.create(
         Request(system=SUMMARY_SYSTEM, messages=[{"role": "user", "content": "\n".join(lines)}],
                 model=app.settings.llm_summary_model, max_tokens=300)

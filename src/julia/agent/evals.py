@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import yaml
 from psycopg.conninfo import make_conninfo
 from pydantic import SecretStr
 
-import yaml  # type: ignore[import-untyped]
-
 from julia.agent import chat
+from julia.agent.turn import Outcome
 from julia.core import migrations
 from julia.core.app import App, resolve_endpoints
 from julia.core.errors import InvalidInput
@@ -124,15 +124,15 @@ async def seed(app: App) -> None:
     sabado = today + timedelta(days=(5 - today.weekday()) % 7 or 7)
     domingo = sabado + timedelta(days=1)
     rows = [
-        ("Hospital São Lucas", "Campinas", "Cardiologia", sabado, "19:00", "07:00", "noturno", 1800, "aberta"),
-        ("Hospital Santa Marta", "São Paulo", "Cardiologia", sabado, "07:00", "19:00", "diurno", 1500, "aberta"),
-        ("Hospital São Lucas", "Campinas", "Cardiologia", domingo, "07:00", "19:00", "diurno", 1600, "aberta"),
+        ("Hospital São Lucas", "Campinas", "Cardiologia", sabado, "19:00", "07:00", "noturno", 1800, "aberta"),  # noqa: E501
+        ("Hospital Santa Marta", "São Paulo", "Cardiologia", sabado, "07:00", "19:00", "diurno", 1500, "aberta"),  # noqa: E501
+        ("Hospital São Lucas", "Campinas", "Cardiologia", domingo, "07:00", "19:00", "diurno", 1600, "aberta"),  # noqa: E501
         ("Hospital Vida", "Santos", "Pediatria", sabado, "07:00", "13:00", "manha", 900, "aberta"),
-        ("Hospital Vida", "Santos", "Cardiologia", sabado, "13:00", "19:00", "tarde", 1200, "cancelada"),
+        ("Hospital Vida", "Santos", "Cardiologia", sabado, "13:00", "19:00", "tarde", 1200, "cancelada"),  # noqa: E501
     ]  # fmt: skip
     async with app.pool.connection() as conn, conn.transaction():
         for hosp, cidade, esp, dia, ini, fim, per, valor, status in rows:
-            await conn.execute("INSERT INTO especialidades (nome) VALUES (%s) ON CONFLICT DO NOTHING",
+            await conn.execute("INSERT INTO especialidades (nome) VALUES (%s) ON CONFLICT DO NOTHING",  # noqa: E501
                                (esp,))  # fmt: skip
             await conn.execute("INSERT INTO hospitais (nome, cidade, uf) VALUES (%s, %s, 'SP')"
                                " ON CONFLICT DO NOTHING", (hosp, cidade))  # fmt: skip
@@ -169,7 +169,7 @@ async def _state(app: App, phone: str) -> dict[str, bool]:
     return {"optout": row["opted_out"], "reserva": row["reserva"], "handoff": row["handoff"]}
 
 
-def _score(espera: dict[str, Any], outcome: chat.Outcome, state: dict[str, bool]) -> list[str]:
+def _score(espera: dict[str, Any], outcome: Outcome, state: dict[str, bool]) -> list[str]:
     failures: list[str] = []
     reply = (outcome.resposta or "").lower()
     called = [c["name"] for c in outcome.tool_calls]

@@ -88,15 +88,15 @@ class Registry:
             self._schemas = [t.schema() for t in self.tools.values()]
         return self._schemas
 
-    async def run(
-        self, tc: ToolContext, use: dict[str, Any], timeout_s: float
-    ) -> ToolResult:
+    async def run(self, tc: ToolContext, use: dict[str, Any], timeout_s: float) -> ToolResult:
         """Run one ``tool_use`` block; every failure is an error result for the model."""
         name, use_id = str(use.get("name")), str(use.get("id"))
         found = self.tools.get(name)
         if found is None:
             metrics.TOOL_CALLS.labels("unknown", "error").inc()
-            return ToolResult(use_id, name, {"erro": f"ferramenta desconhecida: {name}"}, True, False)
+            return ToolResult(
+                use_id, name, {"erro": f"ferramenta desconhecida: {name}"}, True, False
+            )
         try:
             args = found.input_model.model_validate(use.get("input") or {})
         except ValidationError as exc:
@@ -115,7 +115,9 @@ class Registry:
             return ToolResult(use_id, name, {"erro": "a ferramenta demorou demais"}, True, False)
         except Exception as exc:  # a broken tool must not break the turn
             metrics.TOOL_CALLS.labels(name, "error").inc()
-            log.error("agent.tool_error", tool=name, error=type(exc).__name__, detail=str(exc)[:200])
+            log.error(
+                "agent.tool_error", tool=name, error=type(exc).__name__, detail=str(exc)[:200]
+            )
             return ToolResult(use_id, name, {"erro": "falha interna na ferramenta"}, True, False)
         metrics.TOOL_CALLS.labels(name, "ok").inc()
         return ToolResult(use_id, name, content, False, found.side_effect)

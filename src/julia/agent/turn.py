@@ -208,8 +208,9 @@ class _Loop:
             exclude=list(inp.provider_ids),
         )  # fmt: skip
         self.hospitais = ctx.hospitais
-        self.tc = tc = ToolContext(app, inp.conversa_id, inp.medico_id,
-                                   ctx.medico.pop("especialidade_id", None), inp.first_id)  # fmt: skip
+        especialidade_id = ctx.medico.pop("especialidade_id", None)
+        self.tc = tc = ToolContext(app, inp.conversa_id, inp.medico_id, especialidade_id,
+                                   inp.first_id)  # fmt: skip
         for oferta in ctx.ofertas:
             tc.facts.add_vaga(oferta)
         turn = prompt.turn_message(inp.texto, ctx.as_json(app.clock.now().date()))
@@ -272,8 +273,14 @@ LIMIT 1
 
 
 async def _deliver(
-    app: App, inp: TurnInput, outcome: Outcome, *, handed_off: bool, acted: bool,
-    queue_reply: bool, started: float,
+    app: App,
+    inp: TurnInput,
+    outcome: Outcome,
+    *,
+    handed_off: bool,
+    acted: bool,
+    queue_reply: bool,
+    started: float,
 ) -> None:
     now = app.clock.now()
     revisar = outcome.status == "fallback" or bool(outcome.guardrails)
@@ -308,7 +315,8 @@ async def _deliver(
         texts = outcome.partes or ([outcome.direct] if outcome.direct else [])
         if texts:
             await conn.execute(
-                "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo, created_at)"
+                "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,"
+                " created_at)"
                 " SELECT %s, %s, 'saida', 'texto', c, %s FROM unnest(%s::text[]) AS c",
                 (inp.conversa_id, inp.medico_id, now, texts),
             )
@@ -327,5 +335,6 @@ async def _record(conn: Any, app: App, inp: TurnInput, outcome: Outcome, started
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (inp.conversa_id, inp.medico_id, list(inp.mensagem_ids), outcome.status, inp.texto,
          outcome.resposta, Jsonb(outcome.tool_calls, dumps=_dumps),
-         Jsonb(outcome.guardrails), Jsonb(outcome.usage.as_dict()), outcome.motivo, ms, app.clock.now()),
+         Jsonb(outcome.guardrails), Jsonb(outcome.usage.as_dict()), outcome.motivo, ms,
+         app.clock.now()),
     )  # fmt: skip

@@ -45,7 +45,7 @@ def client(app: App) -> anthropic.AsyncAnthropic:
         )
         app.extensions["anthropic"] = found
         app.extensions.setdefault("on_close", []).append(found.close)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 async def close(app: App) -> None:

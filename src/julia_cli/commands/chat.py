@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import typer
@@ -23,7 +24,7 @@ async def chat(
         render.message(f"chat as {render.mask(telefone)} (Ctrl-D ends)")
         while True:
             try:
-                line = input("médico> ")
+                line = await asyncio.to_thread(input, "médico> ")
             except EOFError:
                 break
             if not line.strip():
@@ -33,7 +34,9 @@ async def chat(
                 mark = "erro" if call["is_error"] else "ok"
                 render.console.print(Text(f"  · {call['name']}({call['input']}) → {mark}", "dim"))
             if outcome.guardrails:
-                render.console.print(Text(f"  · guardrails: {', '.join(outcome.guardrails)}", "yellow"))
+                render.console.print(
+                    Text(f"  · guardrails: {', '.join(outcome.guardrails)}", "yellow")
+                )
             if outcome.status not in ("respondido",):
                 render.console.print(Text(f"  · {outcome.status}: {outcome.motivo}", "yellow"))
             render.console.print(Text(f"júlia> {outcome.resposta or '(nada)'}"))
