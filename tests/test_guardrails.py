@@ -196,6 +196,10 @@ async def _seed_everywhere(app: App) -> tuple[int, str]:
         )  # fmt: skip
         handoff = (await cur.fetchone() or {})["id"]
         await conn.execute(
+            "INSERT INTO agent_memorias (medico_id, texto, created_at) VALUES (%s, %s, %s)",
+            (mid, f"{NAME} prefere noites", now),
+        )
+        await conn.execute(
             "INSERT INTO handoff_transicoes (conversa_id, handoff_id, de, para, evento, reason,"
             " actor, created_at) VALUES (%s, %s, 'julia', 'pendente', 'pedir', %s, 'julia', %s)",
             (conversa, handoff, f"{NAME} pediu", now),

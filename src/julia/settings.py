@@ -9,6 +9,7 @@ it); ``julia config show`` prints the effective values, secrets masked.
 
 from __future__ import annotations
 
+from julia.agent.settings import AgentSettings
 from julia.campanhas.settings import CampanhasSettings
 from julia.chips.settings import ChipsSettings
 from julia.core.settings import CoreSettings
@@ -17,6 +18,7 @@ from julia.gateways.settings import GatewaySettings
 from julia.guardrails.settings import GuardrailsSettings
 from julia.handoff.settings import HandoffSettings
 from julia.inbox.settings import InboxSettings
+from julia.llm.settings import LLMSettings
 from julia.notify.settings import NotifySettings
 from julia.ops.settings import OpsSettings
 from julia.resilience.settings import ResilienceSettings
@@ -28,6 +30,8 @@ class Settings(
     GuardrailsSettings,
     InboxSettings,
     HandoffSettings,
+    AgentSettings,
+    LLMSettings,
     ChipsSettings,
     FilaSettings,
     NotifySettings,

@@ -41,6 +41,10 @@ EXPORT: tuple[tuple[str, str], ...] = (
                   " ORDER BY id"),
     ("chip_afinidade", "SELECT * FROM chip_afinidade WHERE medico_id = %(mid)s"),
     ("handoffs", "SELECT * FROM handoffs WHERE medico_id = %(mid)s ORDER BY id"),
+    ("memorias", "SELECT texto, created_at FROM agent_memorias WHERE medico_id = %(mid)s"
+                 " ORDER BY id"),
+    ("ofertas", "SELECT * FROM agent_ofertas WHERE medico_id = %(mid)s ORDER BY id"),
+    ("turnos_agente", "SELECT * FROM agent_turnos WHERE medico_id = %(mid)s ORDER BY id"),
     ("handoff_transicoes", "SELECT t.* FROM handoff_transicoes t JOIN conversas c"
                            " ON c.id = t.conversa_id WHERE c.medico_id = %(mid)s ORDER BY t.id"),
     ("business_events", "SELECT * FROM business_events WHERE medico_id = %(mid)s ORDER BY id"),
@@ -73,6 +77,9 @@ ERASE: tuple[tuple[str, str], ...] = (
     ("handoff_transicoes", "DELETE FROM handoff_transicoes WHERE conversa_id IN"
                            " (SELECT id FROM conversas WHERE medico_id = %(mid)s)"),
     ("handoffs", "DELETE FROM handoffs WHERE medico_id = %(mid)s"),
+    ("agent_memorias", "DELETE FROM agent_memorias WHERE medico_id = %(mid)s"),
+    ("agent_ofertas", "DELETE FROM agent_ofertas WHERE medico_id = %(mid)s"),
+    ("agent_turnos", "DELETE FROM agent_turnos WHERE medico_id = %(mid)s"),
     ("conversas", "DELETE FROM conversas WHERE medico_id = %(mid)s"),
     ("business_events", "DELETE FROM business_events WHERE medico_id = %(mid)s"),
     ("rate_limit_events", "DELETE FROM rate_limit_events WHERE telefone = %(tel)s"),

@@ -82,6 +82,9 @@ KINDS: dict[str, Kind] = {
         Kind("handoff.mirror_failed", "warning", "Doctor's message not mirrored to Chatwoot"),
         Kind("inbox.stalled", "critical", "Inbound messages not turned into turns"),
         Kind("inbox.parked", "warning", "Inbound messages parked after failing"),
+        Kind("agent.unanswered", "critical", "Doctors' turns waiting for Júlia's reply"),
+        Kind("agent.no_model", "critical", "No model configured: doctors' turns wait"),
+        Kind("llm.budget", "warning", "Daily model token budget spent"),
     )
 }
 
