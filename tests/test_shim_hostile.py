@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from julia.core import phones
 from julia.core.app import App
-from julia.core.clock import FrozenClock
 from julia.core.errors import InvalidPhone
 from julia.inbox import chatwoot_signature, phone_from_jid
 from julia.settings import Settings

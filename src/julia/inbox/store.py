@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from julia.core import audit
 from julia.core.app import App
 from julia.core.errors import Conflict, InvalidInput, InvalidPayload, NotFound
