@@ -124,3 +124,59 @@ async def test_a_row_postgres_refuses_is_400_alone_in_its_batch(
 
 
 _ = copy  # used by the property test below
+
+
+# --- item 5: Chatwoot timestamps and replays ------------------------------------
+
+
+@pytest.mark.parametrize("ts", ["9" * 5000, "17\xb2", "17000\xb9", "-1", ""])
+async def test_junk_chatwoot_timestamps_are_401(client: httpx.AsyncClient, ts: str) -> None:
+    raw = (FIXTURES / "chatwoot_message_created.json").read_bytes()
+    headers = [
+        (b"X-Chatwoot-Timestamp", ts.encode("latin-1", "ignore") or ts.encode()),
+        (b"X-Chatwoot-Signature", b"sha256=00"),
+    ]
+    r = await client.post("/webhooks/chatwoot", content=raw, headers=headers)
+    assert r.status_code == 401
+
+
+async def test_a_replayed_signed_chatwoot_body_is_a_duplicate(
+    client: httpx.AsyncClient, app: App
+) -> None:
+    raw = (FIXTURES / "chatwoot_conversation_status_changed.json").read_bytes()
+    ts = str(int(app.clock.now().timestamp()))
+    signature = chatwoot_signature(CHATWOOT_SECRET, ts, raw)
+    answers = []
+    for i in range(5):
+        headers = {"X-Chatwoot-Timestamp": ts, "X-Chatwoot-Signature": signature}
+        headers["X-Chatwoot-Delivery"] = f"replay-{i}"
+        answers.append(await client.post("/webhooks/chatwoot", content=raw, headers=headers))
+    assert [a.status_code for a in answers] == [200] * 5
+    assert [a.json()["status"] for a in answers] == ["accepted"] + ["ignored"] * 4
+    assert await count(app) == 1
+
+
+# --- item 13: a JWT's lifetime is capped ------------------------------------------
+
+
+async def test_a_jwt_living_past_the_cap_is_refused(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock
+) -> None:
+    import jwt
+
+    body = (FIXTURES / "evolution_messages_upsert_text.json").read_bytes()
+    now = int(clock.now().timestamp())
+    year_3000 = 32503680000
+    for claims in ({"exp": year_3000}, {"iat": now, "exp": year_3000},
+                   {"iat": now - 86400 * 365, "exp": now + 60}, {"exp": True}):  # fmt: skip
+        token = jwt.encode(claims, TOKEN, algorithm="HS256")
+        r = await client.post(
+            "/webhooks/evolution", content=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 401, claims
+    assert await count(app) == 0
+    token = jwt.encode({"iat": now, "exp": now + 600}, TOKEN, algorithm="HS256")
+    r = await client.post(
+        "/webhooks/evolution", content=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.status_code == 200 and await count(app) == 1

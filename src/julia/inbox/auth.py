@@ -6,7 +6,9 @@ request must carry the token in ``X-Webhook-Token`` or as ``Authorization: Beare
 ``jwt_key`` (payload ``{iat, exp: iat+600, app: 'evolution', action: 'webhook'}``).
 Chatwoot signs ``f"{timestamp}.{raw_body}"`` with HMAC-SHA256
 (``X-Chatwoot-Signature: sha256=<hex>`` + ``X-Chatwoot-Timestamp``). Every comparison
-is constant-time.
+is constant-time. A JWT living longer than ``JULIA_WEBHOOK_JWT_MAX_LIFETIME_S`` is
+refused (a leaked token must not work for years). The Chatwoot timestamp is at most
+12 ASCII digits; anything else is a 401, never an exception.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 import jwt
 
 from julia.core.errors import WebhookUnauthorized
+from julia.core.phones import ascii_digits
 from julia.core.settings import secret as reveal
 
 if TYPE_CHECKING:
@@ -44,12 +47,12 @@ def verify_gateway(settings: Settings, headers: Mapping[str, str], now: datetime
     if scheme.lower() == "bearer" and credentials:
         if _same(credentials.strip(), token):
             return
-        if _valid_jwt(credentials.strip(), token, now):
+        if _valid_jwt(credentials.strip(), token, now, settings.webhook_jwt_max_lifetime_s):
             return
     raise WebhookUnauthorized("missing or wrong webhook token")
 
 
-def _valid_jwt(encoded: str, key: str, now: datetime) -> bool:
+def _valid_jwt(encoded: str, key: str, now: datetime, max_lifetime_s: int) -> bool:
     try:
         with warnings.catch_warnings():  # a short key is the operator's choice, not per request
             warnings.simplefilter("ignore")
@@ -61,8 +64,14 @@ def _valid_jwt(encoded: str, key: str, now: datetime) -> bool:
             )
     except jwt.PyJWTError:
         return False
-    exp = claims.get("exp")
-    return isinstance(exp, int | float) and exp > now.timestamp()
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not _number(exp) or not now.timestamp() < exp <= now.timestamp() + max_lifetime_s:
+        return False
+    return iat is None or (_number(iat) and exp - iat <= max_lifetime_s)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def chatwoot_signature(secret: str, timestamp: str, raw: bytes) -> str:
@@ -80,7 +89,7 @@ def verify_chatwoot(
         return
     signature = headers.get("x-chatwoot-signature", "")
     timestamp = headers.get("x-chatwoot-timestamp", "")
-    if not signature or not timestamp.isdigit():
+    if not signature or not ascii_digits(timestamp, max_len=12):
         raise WebhookUnauthorized("missing Chatwoot signature")
     if abs(now.timestamp() - int(timestamp)) > settings.chatwoot_webhook_tolerance_s:
         raise WebhookUnauthorized("stale Chatwoot signature timestamp")

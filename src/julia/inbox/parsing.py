@@ -408,7 +408,11 @@ CHATWOOT_EVENTS = frozenset(
 
 
 def parse_chatwoot(body: object, raw: bytes, delivery_id: str | None = None) -> list[Event]:
-    """A Chatwoot webhook → one event kept for the handoff capability (or ignored)."""
+    """A Chatwoot webhook → one event kept for the handoff capability (or ignored).
+
+    ``delivery_id`` (``X-Chatwoot-Delivery``) is not signed, so it never names an event:
+    identity comes from the message id or the body's digest.
+    """
     d = _obj(body, "body")
     event = _str(d.get("event"))
     if event is None:
@@ -422,9 +426,7 @@ def parse_chatwoot(body: object, raw: bytes, delivery_id: str | None = None) -> 
     conversation_id = _required_str(conversation.get("id"), "conversation.id")
     if event == "message_created":
         pmid = f"message_created:{_required_str(d.get('id'), 'id')}"
-    elif delivery_id:
-        pmid = f"delivery:{delivery_id[:100]}"
-    else:
+    else:  # by what is signed: a replay under a new (unsigned) delivery id is a duplicate
         digest = hashlib.sha256(raw).hexdigest()[:24]
         pmid = f"{event}:{conversation_id}:{digest}"
     meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}

@@ -23,6 +23,11 @@ class InboxSettings(BaseSettings):
     chatwoot_webhook_tolerance_s: int = Field(
         default=300, ge=1, description="Max age in seconds of a signed Chatwoot webhook timestamp."
     )
+    webhook_jwt_max_lifetime_s: int = Field(
+        default=3600,
+        ge=1,
+        description="Longest lifetime (exp minus now, and minus iat) of a webhook Bearer JWT.",
+    )
     webhook_max_body_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest webhook body accepted (bigger is 413)."
     )
