@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from pydantic import SecretStr
 
 from julia.core import phones
 from julia.core.app import App
+from julia.core.clock import FrozenClock
 from julia.core.errors import InvalidPhone
 from julia.inbox import chatwoot_signature, phone_from_jid
 from julia.settings import Settings
@@ -123,9 +124,6 @@ async def test_a_row_postgres_refuses_is_400_alone_in_its_batch(
     assert await count(app) == 10 and await count(app, "mensagens_acks") == 0
 
 
-_ = copy  # used by the property test below
-
-
 # --- item 5: Chatwoot timestamps and replays ------------------------------------
 
 
@@ -162,8 +160,6 @@ async def test_a_replayed_signed_chatwoot_body_is_a_duplicate(
 async def test_a_jwt_living_past_the_cap_is_refused(
     client: httpx.AsyncClient, app: App, clock: FrozenClock
 ) -> None:
-    import jwt
-
     body = (FIXTURES / "evolution_messages_upsert_text.json").read_bytes()
     now = int(clock.now().timestamp())
     year_3000 = 32503680000
