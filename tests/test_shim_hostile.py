@@ -176,3 +176,80 @@ async def test_a_jwt_living_past_the_cap_is_refused(
         "/webhooks/evolution", content=body, headers={"Authorization": f"Bearer {token}"}
     )
     assert r.status_code == 200 and await count(app) == 1
+
+
+# --- item 6: open by default ----------------------------------------------------------
+
+
+def test_shim_serve_refuses_an_unsecured_route_off_loopback(cli: Any) -> None:
+    r = cli("shim", "serve", "--host", "0.0.0.0", "--port", "1")
+    assert r.exit_code == 78
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/webhooks/chatwoot" in lines[0] and "--insecure" in lines[0]
+
+
+def test_loopback_is_told_from_other_addresses() -> None:
+    from julia_cli.commands.shim import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")
+    assert not is_loopback("shim.example.com")
+
+
+async def test_the_shim_warns_once_per_unsecured_route(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shim.app import create_app
+
+    half = settings.model_copy(update={"chatwoot_webhook_secret": None})
+    shim = create_app(half.model_copy(update={"log_format": "json"}))
+    async with shim.router.lifespan_context(shim):
+        pass
+    warnings = [
+        json.loads(line)
+        for line in capsys.readouterr().err.splitlines()
+        if "shim.unauthenticated" in line
+    ]
+    assert [w["route"] for w in warnings] == ["/webhooks/chatwoot"]
+
+
+# --- item 7: headers, slow bodies, metrics labels -------------------------------------
+
+
+async def test_oversized_or_too_many_headers_are_431(client: httpx.AsyncClient, app: App) -> None:
+    body = (FIXTURES / "zapi_on_message_received_text.json").read_bytes()
+    big = AUTH | {"X-Junk": "x" * 1_000_000}
+    many = AUTH | {f"X-Junk-{i}": "x" for i in range(150)}
+    for headers in (big, many):
+        r = await client.post("/webhooks/zapi", content=body, headers=headers)
+        assert r.status_code == 431
+    assert await count(app) == 0
+
+
+async def test_a_slow_body_is_cut_off(settings: Settings, clock: FrozenClock) -> None:
+    from shim.app import create_app
+
+    slow = settings.model_copy(update={"webhook_read_timeout_s": 0.3})
+    async with App.open(slow, clock=clock) as julia:
+
+        async def trickle() -> Any:
+            yield b'{"type": "ReceivedCallback", '
+            await asyncio.sleep(2)
+            yield b"}"
+
+        transport = httpx.ASGITransport(app=create_app(julia=julia))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shim") as c:
+            r = await c.post("/webhooks/zapi", content=trickle(), headers=AUTH)
+        assert r.status_code == 408
+        assert await count(julia) == 0
+
+
+async def test_unknown_event_names_do_not_grow_the_metrics(client: httpx.AsyncClient) -> None:
+    before = len((await client.get("/metrics")).text)
+    for i in range(50):
+        body = {"event": f"{i}-" + "e" * 20_000, "instance": "x", "data": {}}
+        r = await client.post("/webhooks/evolution", json=body, headers=AUTH)
+        assert r.status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert "eeeeeeeeee" not in metrics and len(metrics) < before + 5_000
+    assert 'event="other"' in metrics

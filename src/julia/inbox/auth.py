@@ -30,6 +30,20 @@ if TYPE_CHECKING:
     from julia.settings import Settings
 
 
+#: The shim's webhook routes and the setting that secures each (Evolution and Z-API
+#: share the webhook token).
+ROUTE_SECRETS = {
+    "/webhooks/evolution": "webhook_token",
+    "/webhooks/zapi": "webhook_token",
+    "/webhooks/chatwoot": "chatwoot_webhook_secret",
+}
+
+
+def unsecured_routes(settings: Settings) -> list[str]:
+    """The webhook routes that accept unauthenticated posts under ``settings``."""
+    return [r for r, knob in ROUTE_SECRETS.items() if not reveal(getattr(settings, knob))]
+
+
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
