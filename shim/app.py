@@ -30,7 +30,7 @@ from julia.core import logs
 from julia.core import metrics as julia_metrics
 from julia.core.app import App
 from julia.core.clock import Clock
-from julia.core.errors import InvalidPayload, JuliaError, PayloadTooLarge
+from julia.core.errors import InvalidPayload, JuliaError, PayloadTooLarge, StorageError
 from julia.inbox.auth import ROUTE_SECRETS, unsecured_routes
 from julia.inbox.events import Event
 from julia.ops import gauges
@@ -112,6 +112,18 @@ def _chatwoot(request: Request, body: Any, raw: bytes) -> list[Event]:
     return events
 
 
+async def _store(julia: App, events: list[Event], text: str) -> inbox.AcceptResult:
+    """:func:`inbox.accept` under a deadline: a Postgres that accepts connections but
+    does not answer makes a 503 within seconds, well before the gateway gives up."""
+    deadline = julia.settings.webhook_store_timeout_s
+    try:
+        async with asyncio.timeout(deadline):
+            result: inbox.AcceptResult = await inbox.accept(julia, events, text)
+            return result
+    except TimeoutError:
+        raise StorageError(f"storage did not answer within {deadline:g} s") from None
+
+
 def _error(exc: JuliaError) -> JSONResponse:
     status = exc.http_status if 400 <= exc.http_status < 500 else 503
     return JSONResponse({"status": "error", "reason": exc.message}, status_code=status)
@@ -152,7 +164,7 @@ async def _handle(
         body, text = inbox.decode_body(raw)
         events = parse(request, body, raw)
         stage = "store"
-        result = await inbox.accept(julia, events, text)
+        result = await _store(julia, events, text)
     except JuliaError as exc:
         response = _error(exc)
         log.warning(

@@ -253,3 +253,42 @@ async def test_unknown_event_names_do_not_grow_the_metrics(client: httpx.AsyncCl
     metrics = (await client.get("/metrics")).text
     assert "eeeeeeeeee" not in metrics and len(metrics) < before + 5_000
     assert 'event="other"' in metrics
+
+
+# --- item 10: a Postgres that does not answer ----------------------------------------
+
+
+async def test_a_stalled_postgres_is_a_503_within_the_deadline(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    import psycopg
+    from shim.app import create_app
+
+    quick = settings.model_copy(
+        update={"webhook_store_timeout_s": 0.5, "db_statement_timeout_s": 2.0}
+    )
+    async with App.open(quick, clock=clock) as julia:
+        async with julia.pool.connection() as conn:
+            cur = await conn.execute("SHOW statement_timeout")
+            assert (await cur.fetchone())["statement_timeout"] == "2s"
+        url = julia.endpoints.database_url
+        transport = httpx.ASGITransport(app=create_app(julia=julia))
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://shim") as c,
+            await psycopg.AsyncConnection.connect(url) as blocker,
+        ):
+            await blocker.execute("BEGIN")
+            await blocker.execute("LOCK TABLE mensagens_recebidas IN ACCESS EXCLUSIVE MODE")
+            bodies = [_upsert(i, "5511987654321@s.whatsapp.net") for i in range(5)]
+            answers = await asyncio.wait_for(
+                asyncio.gather(
+                    *(c.post("/webhooks/evolution", content=b, headers=AUTH) for b in bodies)
+                ),
+                timeout=60,  # a hang guard only: without a deadline these wait for the lock
+            )
+            assert [a.status_code for a in answers] == [503] * 5
+            await blocker.execute("ROLLBACK")
+            r = await c.post(
+                "/webhooks/evolution", content=_upsert(9, "5511987654321"), headers=AUTH
+            )
+            assert r.status_code == 200

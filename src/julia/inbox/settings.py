@@ -40,6 +40,11 @@ class InboxSettings(BaseSettings):
     webhook_read_timeout_s: float = Field(
         default=10.0, gt=0, description="A webhook body must arrive whole within this (408)."
     )
+    webhook_store_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A webhook not stored within this is answered 503 (the gateway retries).",
+    )
     inbox_debounce_s: float = Field(
         default=4.0, ge=0, description="A turn waits this long after a doctor's last message."
     )
