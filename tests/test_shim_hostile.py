@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from julia.core import phones
@@ -292,3 +295,96 @@ async def test_a_stalled_postgres_is_a_503_within_the_deadline(
                 "/webhooks/evolution", content=_upsert(9, "5511987654321"), headers=AUTH
             )
             assert r.status_code == 200
+
+
+# --- property: any mutation of a recorded body ----------------------------------------
+
+_BODIES = {
+    "evolution": ["evolution_messages_upsert_text.json", "evolution_messages_upsert_group.json",
+                  "evolution_messages_upsert_audio.json", "evolution_messages_update.json",
+                  "evolution_connection_update_close.json",
+                  "evolution_messages_upsert_fromme_v1_8.json"],
+    "zapi": ["zapi_on_message_received_text.json", "zapi_message_status_read.json",
+             "zapi_disconnected.json"],
+    "chatwoot": ["chatwoot_message_created.json", "chatwoot_conversation_status_changed.json"],
+}  # fmt: skip
+_CASES = [(provider, name) for provider, names in _BODIES.items() for name in names]
+_TABLES = ("mensagens_recebidas", "mensagens_acks", "gateway_conexao_eventos")
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key path inside a JSON value (dict keys and list indexes)."""
+    out: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+        value, list) else ()  # fmt: skip
+    for k, v in items:
+        out.append((*prefix, k))
+        out.extend(_paths(v, (*prefix, k)))
+    return out
+
+
+#: Fields the parsers read as identities, phones, states and times: mutated more often.
+_KEY_FIELDS = frozenset(
+    {"event", "instance", "data", "key", "id", "remoteJid", "remoteJidAlt", "senderPn", "fromMe"}
+    | {"message", "messageTimestamp", "status", "state", "statusReason", "keyId", "type"}
+    | {"instanceId", "messageId", "phone", "ids", "momment", "participantPhone", "text"}
+    | {"conversation", "meta", "sender", "phone_number", "account", "created_at", "content"}
+)
+_REPLACEMENTS = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63)
+    | st.floats() | st.text(max_size=30) | st.just("٥٥١١٩٨٧٦٥٤٣٢١@s.whatsapp.net")
+    | st.just("１２３４５６７８９０") | st.just("\u0000") | st.just("x" * 3000)
+    | st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=3), st.none())
+)  # fmt: skip
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> tuple[str, Any]:
+    provider, name = draw(st.sampled_from(_CASES))
+    body = fixture(name)
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        paths = _paths(body)
+        if not paths:
+            break
+        keyed = [p for p in paths if p[-1] in _KEY_FIELDS]
+        path = draw(st.sampled_from(keyed if keyed and draw(st.booleans()) else paths))
+        parent = body
+        for k in path[:-1]:
+            parent = parent[k]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(_REPLACEMENTS)
+    return provider, body
+
+
+async def _total(app: App) -> int:
+    return sum([await count(app, t) for t in _TABLES])
+
+
+_seq = iter(range(10**9))
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(case=_mutated())
+async def test_no_mutation_of_a_recorded_body_is_a_5xx_or_a_half_write(
+    client: httpx.AsyncClient, app: App, case: tuple[str, Any]
+) -> None:
+    provider, body = case
+    raw = json.dumps(body).encode()  # floats nan/inf become NaN/Infinity: JSON's extensions
+    headers = dict(AUTH)
+    if provider == "chatwoot":
+        ts = str(int(app.clock.now().timestamp()))
+        signature = chatwoot_signature(CHATWOOT_SECRET, ts, raw)
+        headers = {"X-Chatwoot-Timestamp": ts, "X-Chatwoot-Signature": signature}
+    headers["Content-Type"] = "application/json"
+    before = await _total(app)
+    bad, good = await asyncio.gather(
+        client.post(f"/webhooks/{provider}", content=raw, headers=headers),
+        client.post("/webhooks/evolution", content=_upsert(10**6 + next(_seq), "5511987654321"),
+                    headers=AUTH),
+    )  # fmt: skip
+    assert bad.status_code < 500, bad.text
+    assert good.status_code == 200 and good.json()["status"] == "accepted"
+    if bad.status_code != 200:  # rejected: nothing of it stored, only the good one
+        assert await _total(app) == before + 1
