@@ -90,7 +90,7 @@ def read_csv(
         last = reader.line_num
         for row in reader:
             first, last = last + 1, reader.line_num
-            extra = row.pop(None, None)  # type: ignore[call-overload]
+            extra = row.pop(None, None)
             cleaned = {k: (v or "").strip() for k, v in row.items()}
             if any(n in nul_lines for n in range(first, last + 1)):
                 cleaned[_ERROR] = "contains a NUL byte"

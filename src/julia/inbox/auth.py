@@ -78,14 +78,18 @@ def _valid_jwt(encoded: str, key: str, now: datetime, max_lifetime_s: int) -> bo
             )
     except jwt.PyJWTError:
         return False
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not _number(exp) or not now.timestamp() < exp <= now.timestamp() + max_lifetime_s:
+    exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+    if exp is None or not now.timestamp() < exp <= now.timestamp() + max_lifetime_s:
         return False
-    return iat is None or (_number(iat) and exp - iat <= max_lifetime_s)
+    if "iat" in claims:
+        return iat is not None and exp - iat <= max_lifetime_s
+    return True
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def chatwoot_signature(secret: str, timestamp: str, raw: bytes) -> str:
