@@ -184,9 +184,20 @@ async def test_a_jwt_living_past_the_cap_is_refused(
 # --- item 6: open by default ----------------------------------------------------------
 
 
-def test_shim_serve_refuses_an_unsecured_route_off_loopback(cli: Any) -> None:
-    r = cli("shim", "serve", "--host", "0.0.0.0", "--port", "1")
-    assert r.exit_code == 78
+def test_shim_serve_refuses_an_unsecured_route_off_loopback(env: dict[str, str]) -> None:
+    """A real process with a timeout: were the refusal gone, it would serve, not hang a run."""
+    import subprocess
+    import sys
+
+    julia = Path(sys.executable).parent / "julia"
+    r = subprocess.run(
+        [str(julia), "shim", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=env | {"JULIA_WEBHOOK_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 78
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "/webhooks/chatwoot" in lines[0] and "--insecure" in lines[0]
 
