@@ -5,12 +5,15 @@ happens inside a request. The business logic lives in :mod:`julia.inbox`.
 
 Status codes: 200 stored or acknowledged (``{"status": "accepted"}`` or
 ``{"status": "ignored", "reason": ...}``), 400 malformed body, 401 wrong or missing
-secret, 413 body over ``JULIA_WEBHOOK_MAX_BODY_BYTES``, 503 storage unavailable (the
-gateway retries). Nothing a sender posts produces a 500.
+secret, 408 body not received within ``JULIA_WEBHOOK_READ_TIMEOUT_S``, 413 body over
+``JULIA_WEBHOOK_MAX_BODY_BYTES``, 431 headers over ``JULIA_WEBHOOK_MAX_HEADER_BYTES`` or
+``JULIA_WEBHOOK_MAX_HEADERS``, 503 storage unavailable (the gateway retries). Nothing a
+sender posts produces a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,13 +23,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from julia import inbox
 from julia.core import logs
 from julia.core import metrics as julia_metrics
 from julia.core.app import App
 from julia.core.clock import Clock
-from julia.core.errors import JuliaError, PayloadTooLarge
+from julia.core.errors import InvalidPayload, JuliaError, PayloadTooLarge, StorageError
+from julia.inbox.auth import ROUTE_SECRETS, unsecured_routes
 from julia.inbox.events import Event
 from julia.ops import gauges
 from julia.ops import health as julia_health
@@ -37,8 +42,44 @@ log = logs.get_logger("shim")
 Parser = Callable[[Request, Any, bytes], list[Event]]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, or :class:`PayloadTooLarge` as soon as it passes ``limit`` bytes."""
+class HeaderGuard:
+    """431 for a request with too many headers or too many header bytes, before any route
+    reads them (uvicorn's h11 limit, set by ``julia shim serve``, bounds what it buffers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            limits: Settings = scope["app"].state.julia.settings
+            headers = scope.get("headers") or []
+            size = sum(len(k) + len(v) for k, v in headers)
+            if len(headers) > limits.webhook_max_headers or size > limits.webhook_max_header_bytes:
+                response = JSONResponse(
+                    {"status": "error", "reason": "request headers too large"}, status_code=431
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The body, or :class:`PayloadTooLarge` as soon as it passes ``limit`` bytes;
+    :class:`InvalidPayload` (408) when it has not arrived whole within ``timeout_s``."""
+    if timeout_s is None:
+        return await _read_body(request, limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"body not received within {timeout_s:g} s") from None
+
+
+class BodyTimeout(InvalidPayload):
+    http_status = 408
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
@@ -71,6 +112,18 @@ def _chatwoot(request: Request, body: Any, raw: bytes) -> list[Event]:
     return events
 
 
+async def _store(julia: App, events: list[Event], text: str) -> inbox.AcceptResult:
+    """:func:`inbox.accept` under a deadline: a Postgres that accepts connections but
+    does not answer makes a 503 within seconds, well before the gateway gives up."""
+    deadline = julia.settings.webhook_store_timeout_s
+    try:
+        async with asyncio.timeout(deadline):
+            result: inbox.AcceptResult = await inbox.accept(julia, events, text)
+            return result
+    except TimeoutError:
+        raise StorageError(f"storage did not answer within {deadline:g} s") from None
+
+
 def _error(exc: JuliaError) -> JSONResponse:
     status = exc.http_status if 400 <= exc.http_status < 500 else 503
     return JSONResponse({"status": "error", "reason": exc.message}, status_code=status)
@@ -97,19 +150,21 @@ async def _handle(
     julia: App = request.app.state.julia
     stage = "auth"
     events: list[Event] = []
+    max_body = julia.settings.webhook_max_body_bytes
+    read_timeout = julia.settings.webhook_read_timeout_s
     try:
         headers = request.headers
         if provider == "chatwoot":
-            raw = await read_body(request, julia.settings.webhook_max_body_bytes)
+            raw = await read_body(request, max_body, read_timeout)
             inbox.verify_chatwoot(julia.settings, headers, raw, julia.clock.now())
         else:
             inbox.verify_gateway(julia.settings, headers, julia.clock.now())
-            raw = await read_body(request, julia.settings.webhook_max_body_bytes)
+            raw = await read_body(request, max_body, read_timeout)
         stage = "parse"
         body, text = inbox.decode_body(raw)
         events = parse(request, body, raw)
         stage = "store"
-        result = await inbox.accept(julia, events, text)
+        result = await _store(julia, events, text)
     except JuliaError as exc:
         response = _error(exc)
         log.warning(
@@ -165,8 +220,9 @@ def create_app(
         logs.configure(effective.log_level, effective.log_format)
         async with App.open(effective, clock=clock) as opened:
             app.state.julia = opened
-            if not Settings.secret(effective.webhook_token):
-                log.warning("shim.unauthenticated", reason="JULIA_WEBHOOK_TOKEN is not set")
+            for route in unsecured_routes(effective):  # once per route, at start
+                knob = ROUTE_SECRETS[route].upper()
+                log.warning("shim.unauthenticated", route=route, reason=f"JULIA_{knob} is not set")
             yield
 
     routes = [
@@ -184,6 +240,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     if julia is not None:
         app.state.julia = julia
+    app.add_middleware(HeaderGuard)  # type: ignore[arg-type]
     return app
 
 

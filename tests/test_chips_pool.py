@@ -26,13 +26,15 @@ def test_cli_add_and_list_json_contract(cli: Any) -> None:
             "--provider", "evolution", "--trust", "85", "--status", "active", "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     added = json.loads(r.stdout)
-    assert added["telefone"] == "+5511999990001" and added["trust_source"] == "manual"
+    # a chip's number is masked in --json too: only a doctor's own record shows it whole
+    assert added["telefone"] == "5511...0001" and added["trust_source"] == "manual"
     r = cli("chips", "add", "--instance", "chip-b", "--telefone", "11999990002")
     assert r.exit_code == 0, r.output
     r = cli("chips", "list", "--json")
     assert r.exit_code == 0, r.output
     chips = json.loads(r.stdout)
     assert [c["instance"] for c in chips] == ["chip-a", "chip-b"]
+    assert "999990001" not in r.stdout and chips[1]["telefone"] == "5511...0002"
     for key in ("id", "instance", "status", "trust_score", "trust_level", "circuit",
                 "cooldown_until"):  # fmt: skip
         assert key in chips[0]

@@ -61,7 +61,7 @@ async def test_skip_invalid_imports_the_good_rows_and_reports_the_rest(app: App)
 
 async def test_duplicate_phone_in_one_file_is_a_bad_row(app: App, tmp_path: Path) -> None:
     path = _csv(tmp_path, "nome,telefone\nA,11999998888\nB,(11) 99999-8888\n")
-    with pytest.raises(ImportRejected, match="line 3: duplicate of line 2"):
+    with pytest.raises(ImportRejected, match="line 3: duplicate telefone of line 2"):
         await medicos.import_medicos(app, path)
 
 
@@ -135,3 +135,83 @@ async def test_optout_is_recorded_with_reason_and_audited(app: App) -> None:
         assert await cur.fetchall() == [
             {"operador": "tester", "acao": "medicos.optout", "motivo": "pediu para sair"}
         ]
+
+
+# --- issue 12, item 12: every bad row is a named line with a reason -----------------
+
+VAGAS_HEADER = "hospital,especialidade,data,inicio,fim,valor\n"
+
+
+@pytest.mark.parametrize(
+    ("valor", "reason"),
+    [("1e20", "over the largest value"), ("99999999999", "over the largest value"),
+     ("NaN", "is not a number"), ("Infinity", "is not a number")],
+)  # fmt: skip
+async def test_vaga_valores_postgres_cannot_hold_are_named_lines(
+    app: App, tmp_path: Path, valor: str, reason: str
+) -> None:
+    path = _csv(
+        tmp_path,
+        VAGAS_HEADER + f"H,P,2026-12-01,07:00,13:00,900\nH,P,2026-12-02,07:00,13:00,{valor}\n",
+    )
+    with pytest.raises(ImportRejected, match=f"line 3: valor .*{reason}"):
+        await vagas.import_vagas(app, path)
+    assert await _count(app, "vagas") == 0
+
+
+async def test_a_nul_byte_is_a_named_line(app: App, tmp_path: Path) -> None:
+    path = _csv(tmp_path, "nome,telefone\nA,11999998888\nB\x00,11999997777\nC,11999996666\n")
+    with pytest.raises(ImportRejected, match="line 3: contains a NUL byte") as err:
+        await medicos.import_medicos(app, path)
+    assert [e.line for e in err.value.errors] == [3]
+    result = await medicos.import_medicos(app, path, skip_invalid=True)
+    assert result.inserted == 2 and [e.line for e in result.skipped] == [3]
+    vaga = _csv(tmp_path, VAGAS_HEADER + "H,P,2026-12-01,07:00,13:00,9\x000\n", "v.csv")
+    with pytest.raises(ImportRejected, match="line 2: contains a NUL byte"):
+        await vagas.import_vagas(app, vaga)
+
+
+async def test_non_ascii_digits_in_a_phone_are_a_named_line(app: App, tmp_path: Path) -> None:
+    path = _csv(tmp_path, "nome,telefone\nA,11999998888\nB,١١٩٩٩٩٩٧٧٧٧\n")
+    with pytest.raises(ImportRejected, match="line 3: invalid phone"):
+        await medicos.import_medicos(app, path)
+    assert await _count(app, "medicos") == 0
+
+
+async def test_one_id_externo_with_two_phones_is_a_named_line(app: App, tmp_path: Path) -> None:
+    path = _csv(tmp_path, "nome,telefone,id_externo\nA,11999998888,X1\nB,11999997777,X1\n")
+    with pytest.raises(ImportRejected, match="line 3: duplicate id_externo of line 2"):
+        await medicos.import_medicos(app, path)
+
+
+async def test_an_id_externo_moved_onto_another_doctors_phone_is_a_named_line(
+    app: App, tmp_path: Path
+) -> None:
+    await medicos.import_medicos(
+        app, _csv(tmp_path, "nome,telefone,id_externo\nA,11999998888,X1\nB,11999997777,X2\n")
+    )
+    moved = _csv(tmp_path, "nome,telefone,id_externo\nA,11999997777,X1\n", "moved.csv")
+    with pytest.raises(ImportRejected, match="line 2: id_externo X1 is doctor #"):
+        await medicos.import_medicos(app, moved)
+    taken = _csv(tmp_path, "nome,telefone,id_externo\nB,11999997777,X9\n", "taken.csv")
+    with pytest.raises(ImportRejected, match="line 2: telefone belongs to doctor #"):
+        await medicos.import_medicos(app, taken)
+    result = await medicos.import_medicos(app, moved, skip_invalid=True)
+    assert (result.inserted, result.updated, len(result.skipped)) == (0, 0, 1)
+    phones = {m.id_externo: m.telefone for m in await medicos.list_medicos(app)}
+    assert phones == {"X1": "+5511999998888", "X2": "+5511999997777"}  # unchanged
+
+
+async def test_a_repeated_header_column_is_refused(app: App, tmp_path: Path) -> None:
+    path = _csv(tmp_path, "nome,telefone,nome\nA,11999998888,B\n")
+    with pytest.raises(InvalidInput, match="nome appear more than once"):
+        await medicos.import_medicos(app, path)
+    assert await _count(app, "medicos") == 0
+
+
+async def test_a_due_time_past_the_last_date_is_a_named_line(app: App, tmp_path: Path) -> None:
+    from julia.fila import manual
+
+    path = _csv(tmp_path, "telefone,texto,agendar_para\n11999998888,oi,+99999999999d\n")
+    with pytest.raises(ImportRejected, match="line 2: bad due time"):
+        await manual.enqueue_file(app, path)

@@ -59,3 +59,48 @@ def test_mask_url_keeps_urls_without_secrets_as_written() -> None:
     assert mask_url("postgresql://postgres:@/postgres?host=/tmp/pg") == (
         "postgresql://postgres@/postgres?host=/tmp/pg"
     )
+
+
+def test_mask_text_masks_phones_and_secrets_by_pattern() -> None:
+    from julia.core.redact import mask_text
+
+    evolution_400 = (
+        '{"status":400,"response":{"message":[{"exists":false,'
+        '"jid":"5511987654321@s.whatsapp.net","number":"5511987654321"}]}}'
+    )
+    masked = mask_text(evolution_400)
+    assert "987654321" not in masked and "5511...4321@s.whatsapp.net" in masked
+    for text, secret in [
+        ("ligar para (11) 98765-4321", "98765-4321"),
+        ("+55 11 98765 4321", "98765 4321"),
+        ("POST https://hooks.slack.com/services/T00/B00/abcdefXYZ failed", "abcdefXYZ"),
+        ("Authorization: Bearer abcdef0123456789", "abcdef0123456789"),
+        ("url?apikey=ABCDEF123456&x=1", "ABCDEF123456"),
+        ("postgresql://u:hunter2pw@db/x", "hunter2pw"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.c2ln", "eyJleHAiOjF9"),
+    ]:
+        assert secret not in mask_text(text), text
+    kept = "chip 12 line 7 at 2026-01-05 13:00:00 trust 0.98"
+    assert mask_text(kept) == kept
+
+
+def test_every_string_of_a_log_line_is_masked(capsys) -> None:  # type: ignore[no-untyped-def]
+    """The worker's fila.send_failed carried the number inside ``error`` (issue 12, item 11)."""
+    logs.configure("INFO", "json")
+    structlog.get_logger("t").warning(
+        "fila.send_failed",
+        telefone="+5511987654321",
+        error='EvolutionError: 400 {"number":"5511987654321","jid":"5511987654321@s.whatsapp.net"}',
+        detail={"nested": ["slack https://hooks.slack.com/services/T/B/secretpath"]},
+    )
+    out = capsys.readouterr().err
+    assert "987654321" not in out and "secretpath" not in out
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["event"] == "fila.send_failed" and "5511...4321" in line["error"]
+
+
+def test_error_messages_are_masked() -> None:
+    from julia.core.errors import JuliaError
+
+    err = JuliaError("gateway said: number 5511987654321 does not exist (apikey=abcdef12345)")
+    assert "987654321" not in str(err) and "abcdef12345" not in err.message

@@ -263,13 +263,53 @@ async def test_redis_is_refilled_from_postgres_after_an_outage(
 
 async def test_postgres_down_with_redis_up_still_decides_in_redis(app: App) -> None:
     fixed_gap(app, 0)
+    await rl.refill_redis(app, everything=True)  # Redis's state is known (the marker is set)
     await app.pool.close()
     got = [await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1) for _ in range(4)]
     assert [d.allowed for d in got] == [True, True, True, False]
     assert got[3].limit == "medico_daily"  # no override can be read: the limit stands
 
 
+async def test_a_lost_redis_with_postgres_down_grants_nothing(app: App) -> None:
+    """Redis without its marker cannot be trusted, and Postgres cannot refill it: closed."""
+    await app.pool.close()
+    d = await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1)
+    assert (d.allowed, d.limit, d.reason) == (False, "storage", "storage_unavailable")
+
+
 async def test_prune_events_drops_old_rows(app: App, clock: FrozenClock) -> None:
     await rl.take(app, tipo="resposta", telefone=PHONES[0], chip_id=1)
     clock.advance(hours=49)
     assert await rl.prune_events(app) == 1
+
+
+async def _lose_redis_state(app: App) -> None:
+    """What FLUSHALL or a Redis restarted without its data does (to this namespace only)."""
+    keys = [k async for k in app.redis.scan_iter(match=app.keys.pattern())]
+    if keys:
+        await app.redis.delete(*keys)
+
+
+async def test_a_redis_that_lost_its_data_is_refilled_before_it_decides(
+    app: App, clock: FrozenClock
+) -> None:
+    fixed_gap(app, 0)
+    for _ in range(3):
+        d = await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1)
+        assert d.allowed and d.backend == "redis"
+        clock.advance(60)
+    await _lose_redis_state(app)  # Redis never went down: only the marker tells
+    for _ in range(3):
+        d = await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1)
+        assert (d.allowed, d.backend, d.limit) == (False, "redis", "medico_daily")
+
+
+async def test_the_burst_limit_holds_across_a_lost_redis(app: App, clock: FrozenClock) -> None:
+    app.settings.rate_limit_chip_burst = 5
+    for _ in range(5):
+        assert (await rl.take(app, tipo="resposta", telefone=PHONES[1], chip_id=7)).allowed
+    await _lose_redis_state(app)
+    over = await asyncio.gather(
+        *(rl.take(app, tipo="resposta", telefone=PHONES[1], chip_id=7) for _ in range(5))
+    )
+    assert [d.limit for d in over] == ["chip_burst"] * 5

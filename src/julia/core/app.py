@@ -63,6 +63,15 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """Deadlines of pool connections: connecting, and each statement (server-side)."""
+    options: dict[str, Any] = {"connect_timeout": max(1, round(settings.db_connect_timeout_s))}
+    if settings.db_statement_timeout_s > 0:
+        ms = round(settings.db_statement_timeout_s * 1000)
+        options["options"] = f"-c statement_timeout={ms}"
+    return options
+
+
 @dataclass
 class App:
     """Postgres pool, Redis client, shared HTTP client, clock and key builder."""
@@ -86,8 +95,9 @@ class App:
             endpoints.database_url,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
-            kwargs=connection_kwargs(settings),
-            timeout=settings.db_connect_timeout_s,
+            kwargs=connection_kwargs(settings) | pool_options(settings),
+            # a caller waits this long for a connection, then fails (the shim answers 503)
+            timeout=settings.db_acquire_timeout_s,
             open=False,
             name="julia",
         )

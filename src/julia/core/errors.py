@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from julia.core.redact import mask_phone
+from julia.core.redact import mask_phone, mask_text
 
 
 class JuliaError(Exception):
@@ -36,7 +36,8 @@ class JuliaError(Exception):
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.details = details
-        super().__init__(message or (self.__doc__ or "").strip())
+        # masked by pattern: a message may quote a gateway's body or an operator's input
+        super().__init__(mask_text(message or (self.__doc__ or "").strip()))
 
     @property
     def message(self) -> str:

@@ -2,7 +2,9 @@
 
 Every line carries ``event`` (a stable name tests can assert), level, time and
 the current trace id. Phones are logged only through :func:`julia.core.redact.mask_phone`;
-as a safety net, any value under a key named like a phone is masked here too.
+as a safety net, any value under a key named like a phone or a secret is masked here,
+and every other string value (``error`` texts, a gateway's error body, nested values)
+goes through :func:`julia.core.redact.mask_text`, which masks by pattern.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from julia.core.redact import mask_phone, mask_secret
+from julia.core.redact import mask_phone, mask_secret, mask_text
 
 trace_id_var: ContextVar[str | None] = ContextVar("julia_trace_id", default=None)
 
@@ -51,16 +53,34 @@ def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+_KEEP = frozenset({"timestamp", "level", "trace_id", "logger"})
+
+
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        if not isinstance(value, str):
-            continue
         lowered = key.lower()
-        if lowered in _PHONE_KEYS and "..." not in value:
+        if lowered in _KEEP:
+            continue
+        if isinstance(value, str) and lowered in _PHONE_KEYS and "..." not in value:
             event[key] = mask_phone(value)
-        elif lowered in _SECRET_KEYS:
+        elif isinstance(value, str) and lowered in _SECRET_KEYS:
             event[key] = mask_secret(value)
+        else:
+            event[key] = _masked(value)
     return event
+
+
+def _masked(value: Any) -> Any:
+    """Every string inside ``value`` masked by pattern (dicts, lists and tuples walked)."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    if isinstance(value, BaseException):
+        return mask_text(f"{type(value).__name__}: {value}")
+    return value
 
 
 class _StderrLogger:
@@ -87,8 +107,8 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace_id,
+            structlog.processors.format_exc_info,  # before masking: tracebacks quote values
             _redact,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -200,6 +200,30 @@ def serve(port: int, host: str = "127.0.0.1") -> Any:
     return server
 
 
+#: Event label values: the events the gateways document. Anything else a sender
+#: writes in ``event`` is counted as ``other`` so /metrics cannot grow without bound.
+WEBHOOK_EVENTS = frozenset(
+    {"none", "ack", "connection", "other"}
+    | {"application.startup", "qrcode.updated", "messages.set", "messages.upsert"}
+    | {"messages.edited", "messages.update", "messages.delete", "send.message"}
+    | {"contacts.set", "contacts.upsert", "contacts.update", "presence.update"}
+    | {"chats.set", "chats.upsert", "chats.update", "chats.delete", "groups.upsert"}
+    | {"group.update", "group.participants.update", "connection.update", "labels.edit"}
+    | {"labels.association", "call", "typebot.start", "typebot.change.status"}
+    | {"ReceivedCallback", "MessageStatusCallback", "DisconnectedCallback"}
+    | {"ConnectedCallback", "PresenceChatCallback", "DeliveryCallback"}
+    | {"message_created", "message_updated", "conversation_status_changed"}
+    | {"conversation_updated", "conversation_created", "conversation_resolved"}
+    | {"contact_created", "contact_updated", "conversation_typing_on"}
+    | {"conversation_typing_off", "webwidget_triggered"}
+)
+
+
+def webhook_event_label(name: str) -> str:
+    """``name`` when it is a documented event, else ``other`` (a closed label set)."""
+    return name if name in WEBHOOK_EVENTS else "other"
+
+
 def count_webhook(
     provider: str, events: Any, outcome: str, duration_s: float | None = None
 ) -> None:
@@ -211,7 +235,7 @@ def count_webhook(
         for ev in events or ()
     ] or ["none"]
     for name in names:
-        WEBHOOKS.labels(provider, name, outcome).inc()
+        WEBHOOKS.labels(provider, webhook_event_label(name), outcome).inc()
     if duration_s is not None:
         WEBHOOK_SECONDS.labels(provider).observe(max(0.0, duration_s))
 

@@ -22,6 +22,19 @@ DDDS = frozenset(
 )
 
 _SEPARATORS = re.compile(r"[\s().\-/]")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def ascii_digits(text: str, *, max_len: int | None = None) -> bool:
+    """True when ``text`` is only ASCII ``0-9`` (at most ``max_len`` of them).
+
+    ``str.isdigit`` also accepts Arabic-Indic, fullwidth and superscript digits, which
+    ``int()`` may read or reject and which the tables' CHECKs refuse: every phone (and
+    every digit string from outside) is judged here, by parsing, imports and the CLI.
+    """
+    if max_len is not None and len(text) > max_len:
+        return False
+    return _ASCII_DIGITS.fullmatch(text) is not None
 
 
 def normalize(raw: str) -> str:
@@ -38,8 +51,8 @@ def normalize(raw: str) -> str:
         text = text[2:]
     if not text:
         raise InvalidPhone(raw, "empty")
-    if not text.isdigit():
-        raise InvalidPhone(raw, "contains characters that are not digits")
+    if not ascii_digits(text):
+        raise InvalidPhone(raw, "contains characters that are not digits 0-9")
     national = _national(text, raw)
     ddd, subscriber = int(national[:2]), national[2:]
     if ddd not in DDDS:

@@ -1,4 +1,9 @@
-"""Masking of personal data and secrets: the one place logs and CLIs take it from."""
+"""Masking of personal data and secrets: the one place logs and CLIs take it from.
+
+:func:`mask_text` masks by pattern (phone numbers, bearer tokens, JWTs, ``key=value``
+secrets, URL passwords, Slack webhook paths) inside any text, for strings whose fields
+are not known: error messages, a gateway's error body, every value of a log line.
+"""
 
 from __future__ import annotations
 
@@ -39,3 +44,33 @@ def mask_url(url: str | None) -> str:
     if (netloc, query) == (parts.netloc, parts.query):
         return url  # nothing secret: keep the exact spelling (unix:///path stays as is)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+#: A phone: 10-15 digits in a row (E.164, a JID's user part), or a written national form
+#: ("(11) 99999-8888", "+55 11 99999 8888"). Not inside a word or a longer number.
+_PHONE = re.compile(
+    r"(?<![\w])\+?[0-9]{10,15}(?![0-9])"
+    r"|(?<![\w])(?:\+?55[\s.-]?)?\(?[0-9]{2}\)?[\s.-]?9?[0-9]{4}[\s.-][0-9]{4}(?![0-9])"
+)
+_SECRETS = (
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1****"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "eyJ****"),
+    (re.compile(r"(?i)(https?://hooks\.slack\.com/services/)[^\s\"'<>]+"), r"\1****"),
+    (re.compile(r"([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1****@"),
+    (
+        re.compile(
+            r"(?i)\b((?:access_|api_?|webhook_|auth_)?(?:token|apikey|key|password|passwd|secret)"
+            r"[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]{4,})"
+        ),
+        r"\1****",
+    ),
+)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every phone number and secret-looking value in it masked."""
+    if not text:
+        return text
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)

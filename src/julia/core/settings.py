@@ -62,6 +62,14 @@ class CoreSettings(BaseSettings):
     db_connect_timeout_s: float = Field(
         default=10.0, gt=0, description="Seconds to wait for a Postgres connection."
     )
+    db_acquire_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds a caller waits for a free pool connection."
+    )
+    db_statement_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Postgres statement_timeout of pool connections, in seconds (0: none).",
+    )
     http_connect_timeout_s: float = Field(
         default=5.0, gt=0, description="Connect timeout of the shared HTTP client."
     )

@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 from julia.core import audit, phones
 from julia.core.app import App
 from julia.core.errors import InvalidInput, NotFound
-from julia.core.importing import ImportResult, Progress, read_csv, required, validate_rows
+from julia.core.importing import ImportResult, Pipeline, Progress, required, run_import
 
 COLUMNS_REQUIRED = {"nome", "telefone"}
 COLUMNS_OPTIONAL = {"crm", "especialidade", "uf", "cidade", "tags", "id_externo"}
@@ -60,7 +60,7 @@ class MedicoRow:
 
 def parse_row(row: dict[str, str]) -> MedicoRow:
     uf = row.get("uf") or None
-    if uf is not None and (len(uf) != 2 or not uf.isalpha()):
+    if uf is not None and (len(uf) != 2 or not (uf.isascii() and uf.isalpha())):
         raise InvalidInput(f"uf {uf!r} is not a two-letter state")
     return MedicoRow(
         telefone=phones.normalize(required(row, "telefone")),
@@ -84,6 +84,24 @@ async def ensure_especialidades(conn: AsyncConnection[Any], names: set[str]) -> 
         )
 
 
+# Rows the upsert would break medicos' unique keys with, named by line: an id_externo
+# moved onto another doctor's phone, or a phone whose doctor has another id_externo.
+_CONFLICTS = """
+SELECT s.line, 'id_externo ' || s.id_externo || ' is doctor #' || x.id
+       || ', but this telefone belongs to doctor #' || y.id AS reason
+FROM _medicos_stage s
+JOIN medicos x ON x.id_externo = s.id_externo
+JOIN medicos y ON y.telefone = s.telefone AND y.id <> x.id
+UNION ALL
+SELECT s.line, 'telefone belongs to doctor #' || y.id || ', whose id_externo is '
+       || y.id_externo || ', not ' || s.id_externo AS reason
+FROM _medicos_stage s
+JOIN medicos y ON y.telefone = s.telefone
+WHERE s.id_externo IS NOT NULL AND y.id_externo IS NOT NULL AND y.id_externo <> s.id_externo
+  AND NOT EXISTS (SELECT 1 FROM medicos x WHERE x.id_externo = s.id_externo)
+ORDER BY line
+"""
+
 _UPSERT = """
 WITH by_ext AS (
     UPDATE medicos m SET telefone = s.telefone, nome = s.nome, crm = s.crm,
@@ -106,10 +124,38 @@ WITH by_ext AS (
         updated_at = EXCLUDED.updated_at
     RETURNING (xmax = 0) AS inserted
 )
-SELECT (SELECT count(*) FROM by_ext) AS updated_ext,
-       (SELECT count(*) FILTER (WHERE inserted) FROM by_phone) AS inserted,
-       (SELECT count(*) FILTER (WHERE NOT inserted) FROM by_phone) AS updated_phone
+SELECT (SELECT count(*) FILTER (WHERE inserted) FROM by_phone) AS inserted,
+       (SELECT count(*) FROM by_ext)
+       + (SELECT count(*) FILTER (WHERE NOT inserted) FROM by_phone) AS updated
 """
+
+
+async def _prepare(conn: AsyncConnection[Any], rows: list[MedicoRow]) -> None:
+    await ensure_especialidades(conn, {r.especialidade for r in rows if r.especialidade})
+
+
+PIPELINE: Pipeline[MedicoRow] = Pipeline(
+    name="medicos",
+    required=COLUMNS_REQUIRED,
+    optional=COLUMNS_OPTIONAL,
+    parse=parse_row,
+    unique={"telefone": lambda r: r.telefone, "id_externo": lambda r: r.id_externo},
+    stage_columns="telefone text, nome text, crm text, especialidade text, uf text,"
+    " cidade text, tags text[], id_externo text",
+    values=lambda r: (
+        r.telefone,
+        r.nome,
+        r.crm,
+        r.especialidade,
+        r.uf,
+        r.cidade,
+        r.tags,
+        r.id_externo,
+    ),
+    upsert=_UPSERT,
+    prepare=_prepare,
+    conflicts=_CONFLICTS,
+)
 
 
 async def import_medicos(
@@ -121,49 +167,9 @@ async def import_medicos(
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import a doctors CSV; re-importing updates by ``id_externo``, then by phone."""
-    _, rows = read_csv(path, required=COLUMNS_REQUIRED, optional=COLUMNS_OPTIONAL)
-    good, errors = validate_rows(
-        path,
-        rows,
-        parse_row,
-        key=lambda r: r.telefone,
-        skip_invalid=skip_invalid,
-        progress=progress,
+    return await run_import(
+        app, PIPELINE, path, skip_invalid=skip_invalid, actor=actor, progress=progress
     )
-    result = ImportResult(path=str(path), total=len(rows), skipped=errors)
-    now = app.clock.now()
-    async with app.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "CREATE TEMP TABLE _medicos_stage (line int, telefone text, nome text, crm text,"
-            " especialidade text, uf text, cidade text, tags text[], id_externo text)"
-            " ON COMMIT DROP"
-        )
-        async with conn.cursor().copy("COPY _medicos_stage FROM STDIN") as copy:
-            for i, (line, r) in enumerate(good, 1):
-                await copy.write_row(
-                    (line, r.telefone, r.nome, r.crm, r.especialidade, r.uf, r.cidade, r.tags,
-                     r.id_externo)
-                )  # fmt: skip
-                if progress and i % 5000 == 0:
-                    progress(i, len(good))
-        await ensure_especialidades(conn, {r.especialidade for _, r in good if r.especialidade})
-        cur = await conn.execute(_UPSERT, {"now": now})
-        counts = await cur.fetchone()
-        assert counts is not None
-        result.inserted = counts["inserted"]
-        result.updated = counts["updated_ext"] + counts["updated_phone"]
-        await audit.record(
-            conn,
-            now,
-            actor or audit.Actor.of(app),
-            "medicos.import",
-            alvo=path.name,
-            detalhes={k: v for k, v in result.as_dict().items() if k != "skipped"}
-            | {"skipped": len(errors)},
-        )
-    if progress:
-        progress(len(good), len(good))
-    return result
 
 
 async def get_by_phone(app: App, telefone: str) -> Medico:

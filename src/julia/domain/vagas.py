@@ -15,13 +15,15 @@ from psycopg.types.json import Jsonb
 from julia.core import audit
 from julia.core.app import App
 from julia.core.errors import Conflict, InvalidInput, NotFound
-from julia.core.importing import ImportResult, Progress, read_csv, required, validate_rows
+from julia.core.importing import ImportResult, Pipeline, Progress, required, run_import
 from julia.domain.medicos import ensure_especialidades
 
 COLUMNS_REQUIRED = {"hospital", "especialidade", "data", "inicio", "fim", "valor"}
 COLUMNS_OPTIONAL = {"periodo", "id_externo"}
 PERIODOS = ("manha", "tarde", "noite", "diurno", "noturno", "integral")
 STATUSES = ("aberta", "reservada", "confirmada", "cancelada")
+#: ``vagas.valor`` is ``numeric(10, 2)``: below 10^8.
+VALOR_MAX = Decimal(10**8)
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,12 @@ def parse_row(row: dict[str, str]) -> VagaRow:
         valor = Decimal(required(row, "valor").replace(",", "."))
     except InvalidOperation:
         raise InvalidInput(f"valor {row['valor']!r} is not a number") from None
-    if valor < 0 or not valor.is_finite():
+    if not valor.is_finite():  # NaN and Infinity parse, but compare only by raising
+        raise InvalidInput(f"valor {row['valor']!r} is not a number")
+    if valor < 0:
         raise InvalidInput(f"valor {row['valor']!r} must be zero or more")
+    if valor >= VALOR_MAX:
+        raise InvalidInput(f"valor {row['valor']!r} is over the largest value ({VALOR_MAX - 1})")
     periodo = (row.get("periodo") or "").lower() or periodo_of(inicio, fim)
     if periodo not in PERIODOS:
         raise InvalidInput(f"periodo {periodo!r} is not one of {', '.join(PERIODOS)}")
@@ -140,6 +146,39 @@ SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM update
 """
 
 
+async def _prepare(conn: AsyncConnection[Any], rows: list[VagaRow]) -> None:
+    """Create the specialties and hospitals the file names (matching case-insensitively)."""
+    await ensure_especialidades(conn, {r.especialidade for r in rows})
+    await conn.execute(
+        "INSERT INTO hospitais (nome) SELECT DISTINCT ON (lower(n)) n"
+        " FROM unnest(%s::text[]) AS n ON CONFLICT (lower(nome)) DO NOTHING",
+        (sorted({r.hospital for r in rows}),),
+    )
+
+
+PIPELINE: Pipeline[VagaRow] = Pipeline(
+    name="vagas",
+    required=COLUMNS_REQUIRED,
+    optional=COLUMNS_OPTIONAL,
+    parse=parse_row,
+    unique={"": _natural_key},
+    stage_columns="hospital text, especialidade text, data date, inicio time, fim time,"
+    " valor numeric, periodo text, id_externo text",
+    values=lambda r: (
+        r.hospital,
+        r.especialidade,
+        r.data,
+        r.inicio,
+        r.fim,
+        r.valor,
+        r.periodo,
+        r.id_externo,
+    ),
+    upsert=_UPSERT,
+    prepare=_prepare,
+)
+
+
 async def import_vagas(
     app: App,
     path: Path,
@@ -149,46 +188,9 @@ async def import_vagas(
     progress: Progress | None = None,
 ) -> ImportResult:
     """Import shifts; hospitals and specialties are created by name when new."""
-    _, rows = read_csv(path, required=COLUMNS_REQUIRED, optional=COLUMNS_OPTIONAL)
-    good, errors = validate_rows(
-        path, rows, parse_row, key=_natural_key, skip_invalid=skip_invalid, progress=progress
+    return await run_import(
+        app, PIPELINE, path, skip_invalid=skip_invalid, actor=actor, progress=progress
     )
-    result = ImportResult(path=str(path), total=len(rows), skipped=errors)
-    now = app.clock.now()
-    async with app.pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "CREATE TEMP TABLE _vagas_stage (line int, hospital text, especialidade text,"
-            " data date, inicio time, fim time, valor numeric, periodo text, id_externo text)"
-            " ON COMMIT DROP"
-        )
-        async with conn.cursor().copy("COPY _vagas_stage FROM STDIN") as copy:
-            for line, r in good:
-                await copy.write_row(
-                    (line, r.hospital, r.especialidade, r.data, r.inicio, r.fim, r.valor,
-                     r.periodo, r.id_externo)
-                )  # fmt: skip
-        await ensure_especialidades(conn, {r.especialidade for _, r in good})
-        await conn.execute(
-            "INSERT INTO hospitais (nome) SELECT DISTINCT ON (lower(n)) n"
-            " FROM unnest(%s::text[]) AS n ON CONFLICT (lower(nome)) DO NOTHING",
-            (sorted({r.hospital for _, r in good}),),
-        )
-        cur = await conn.execute(_UPSERT, {"now": now})
-        counts = await cur.fetchone()
-        assert counts is not None
-        result.inserted, result.updated = counts["inserted"], counts["updated"]
-        await audit.record(
-            conn,
-            now,
-            actor or audit.Actor.of(app),
-            "vagas.import",
-            alvo=path.name,
-            detalhes={"inserted": result.inserted, "updated": result.updated,
-                      "skipped": len(errors)},
-        )  # fmt: skip
-    if progress:
-        progress(len(good), len(good))
-    return result
 
 
 async def list_vagas(app: App, *, status: str | None = None, limit: int = 100) -> list[Vaga]:

@@ -147,7 +147,10 @@ def parse_when(text: str | datetime | None, tz: str, now: datetime) -> datetime:
         rel = _RELATIVE.match(raw)
         if rel:
             unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[rel.group(2)]
-            return now + timedelta(**{unit: int(rel.group(1))})
+            try:
+                return now + timedelta(**{unit: int(rel.group(1))})
+            except (OverflowError, ValueError):  # +99999999999d: past the last datetime
+                raise InvalidInput(f"bad due time {raw!r}: too far in the future") from None
         try:
             value = datetime.fromisoformat(raw)
         except ValueError:

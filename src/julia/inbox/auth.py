@@ -6,7 +6,9 @@ request must carry the token in ``X-Webhook-Token`` or as ``Authorization: Beare
 ``jwt_key`` (payload ``{iat, exp: iat+600, app: 'evolution', action: 'webhook'}``).
 Chatwoot signs ``f"{timestamp}.{raw_body}"`` with HMAC-SHA256
 (``X-Chatwoot-Signature: sha256=<hex>`` + ``X-Chatwoot-Timestamp``). Every comparison
-is constant-time.
+is constant-time. A JWT living longer than ``JULIA_WEBHOOK_JWT_MAX_LIFETIME_S`` is
+refused (a leaked token must not work for years). The Chatwoot timestamp is at most
+12 ASCII digits; anything else is a 401, never an exception.
 """
 
 from __future__ import annotations
@@ -21,10 +23,25 @@ from typing import TYPE_CHECKING
 import jwt
 
 from julia.core.errors import WebhookUnauthorized
+from julia.core.phones import ascii_digits
 from julia.core.settings import secret as reveal
 
 if TYPE_CHECKING:
     from julia.settings import Settings
+
+
+#: The shim's webhook routes and the setting that secures each (Evolution and Z-API
+#: share the webhook token).
+ROUTE_SECRETS = {
+    "/webhooks/evolution": "webhook_token",
+    "/webhooks/zapi": "webhook_token",
+    "/webhooks/chatwoot": "chatwoot_webhook_secret",
+}
+
+
+def unsecured_routes(settings: Settings) -> list[str]:
+    """The webhook routes that accept unauthenticated posts under ``settings``."""
+    return [r for r, knob in ROUTE_SECRETS.items() if not reveal(getattr(settings, knob))]
 
 
 def _same(a: str, b: str) -> bool:
@@ -44,12 +61,12 @@ def verify_gateway(settings: Settings, headers: Mapping[str, str], now: datetime
     if scheme.lower() == "bearer" and credentials:
         if _same(credentials.strip(), token):
             return
-        if _valid_jwt(credentials.strip(), token, now):
+        if _valid_jwt(credentials.strip(), token, now, settings.webhook_jwt_max_lifetime_s):
             return
     raise WebhookUnauthorized("missing or wrong webhook token")
 
 
-def _valid_jwt(encoded: str, key: str, now: datetime) -> bool:
+def _valid_jwt(encoded: str, key: str, now: datetime, max_lifetime_s: int) -> bool:
     try:
         with warnings.catch_warnings():  # a short key is the operator's choice, not per request
             warnings.simplefilter("ignore")
@@ -61,8 +78,18 @@ def _valid_jwt(encoded: str, key: str, now: datetime) -> bool:
             )
     except jwt.PyJWTError:
         return False
-    exp = claims.get("exp")
-    return isinstance(exp, int | float) and exp > now.timestamp()
+    exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+    if exp is None or not now.timestamp() < exp <= now.timestamp() + max_lifetime_s:
+        return False
+    if "iat" in claims:
+        return iat is not None and exp - iat <= max_lifetime_s
+    return True
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def chatwoot_signature(secret: str, timestamp: str, raw: bytes) -> str:
@@ -80,7 +107,7 @@ def verify_chatwoot(
         return
     signature = headers.get("x-chatwoot-signature", "")
     timestamp = headers.get("x-chatwoot-timestamp", "")
-    if not signature or not timestamp.isdigit():
+    if not signature or not ascii_digits(timestamp, max_len=12):
         raise WebhookUnauthorized("missing Chatwoot signature")
     if abs(now.timestamp() - int(timestamp)) > settings.chatwoot_webhook_tolerance_s:
         raise WebhookUnauthorized("stale Chatwoot signature timestamp")

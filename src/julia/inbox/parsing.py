@@ -42,7 +42,7 @@ def phone_from_jid(jid: object) -> str | None:
     if server and server not in ("s.whatsapp.net", "c.us"):
         return None  # @lid, @g.us, @broadcast, @newsletter
     digits = user.split(":", 1)[0].strip().lstrip("+")
-    if not digits.isdigit():
+    if not phones.ascii_digits(digits, max_len=15):
         return None
     if digits.startswith("55") and len(digits) in (12, 13):
         try:
@@ -79,6 +79,14 @@ def _str(value: object) -> str | None:
     return None
 
 
+def _short(value: object, what: str) -> str | None:
+    """An optional key-like string (instance, status): kept in indexed columns, so bounded."""
+    s = _str(value)
+    if s is not None and len(s) > 256:
+        raise InvalidPayload(f"{what} is too long")
+    return s
+
+
 def _required_str(value: object, what: str) -> str:
     s = _str(value)
     if s is None:
@@ -88,12 +96,19 @@ def _required_str(value: object, what: str) -> str:
     return s
 
 
+def _small_int(value: object) -> int | None:
+    """An int that fits the tables' ``integer`` columns; None for bools, floats, huge values."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return None
+
+
 def _timestamp(value: object) -> datetime | None:
     """Unix seconds or milliseconds (int or numeric string), or an ISO string."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
-        if value.isdigit():
+        if phones.ascii_digits(value, max_len=16):
             value = int(value)
         else:
             try:
@@ -129,7 +144,7 @@ def parse_evolution(body: object, suffix: str | None = None) -> list[Event]:
     if not raw_event:
         raise InvalidPayload("missing event")
     event = _event_name(raw_event)
-    instance = _str(envelope.get("instance"))
+    instance = _short(envelope.get("instance"), "instance")
     data = envelope.get("data")
     items = data if isinstance(data, list) else [data]
     if event == "messages.upsert":
@@ -139,14 +154,11 @@ def parse_evolution(body: object, suffix: str | None = None) -> list[Event]:
     if event == "connection.update":
         d = _obj(data, "data")
         state = _required_str(d.get("state"), "data.state")
-        name = _str(d.get("instance")) or instance
+        name = _short(d.get("instance"), "data.instance") or instance
         if name is None:
             raise InvalidPayload("missing instance")
-        reason = d.get("statusReason")
         return [
-            ConnectionEvent(
-                "evolution", name, state.lower(), reason if isinstance(reason, int) else None
-            )
+            ConnectionEvent("evolution", name, state.lower(), _small_int(d.get("statusReason")))
         ]
     return [Ignored(event, "event not handled")]
 
@@ -269,8 +281,10 @@ def _evolution_update(instance: str | None, d: dict[str, Any]) -> Event:
     status = d.get("status")
     if isinstance(status, int) and not isinstance(status, bool):
         status = EVOLUTION_STATUS.get(status, str(status))
-    if not isinstance(status, str) or not status:
+    if not isinstance(status, str) or not status.strip():
         return Ignored("messages.update", "no status")
+    if len(status) > 64:
+        raise InvalidPayload("data.status is too long")
     from_me = d.get("fromMe", key.get("fromMe"))
     return Ack(
         provider="evolution",
@@ -299,11 +313,13 @@ def parse_zapi(body: object) -> list[Event]:
     kind = _str(d.get("type"))
     if kind is None:
         raise InvalidPayload("missing type")
-    instance = _str(d.get("instanceId"))
+    instance = _short(d.get("instanceId"), "instanceId")
     if kind == "ReceivedCallback":
         return [_zapi_received(instance, d)]
     if kind == "MessageStatusCallback":
         status = _required_str(d.get("status"), "status").upper()
+        if len(status) > 64:
+            raise InvalidPayload("status is too long")
         ids = d.get("ids")
         if not isinstance(ids, list) or not ids:
             raise InvalidPayload("missing ids")
@@ -392,7 +408,11 @@ CHATWOOT_EVENTS = frozenset(
 
 
 def parse_chatwoot(body: object, raw: bytes, delivery_id: str | None = None) -> list[Event]:
-    """A Chatwoot webhook → one event kept for the handoff capability (or ignored)."""
+    """A Chatwoot webhook → one event kept for the handoff capability (or ignored).
+
+    ``delivery_id`` (``X-Chatwoot-Delivery``) is not signed, so it never names an event:
+    identity comes from the message id or the body's digest.
+    """
     d = _obj(body, "body")
     event = _str(d.get("event"))
     if event is None:
@@ -406,9 +426,7 @@ def parse_chatwoot(body: object, raw: bytes, delivery_id: str | None = None) -> 
     conversation_id = _required_str(conversation.get("id"), "conversation.id")
     if event == "message_created":
         pmid = f"message_created:{_required_str(d.get('id'), 'id')}"
-    elif delivery_id:
-        pmid = f"delivery:{delivery_id[:100]}"
-    else:
+    else:  # by what is signed: a replay under a new (unsigned) delivery id is a duplicate
         digest = hashlib.sha256(raw).hexdigest()[:24]
         pmid = f"{event}:{conversation_id}:{digest}"
     meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}
@@ -419,7 +437,7 @@ def parse_chatwoot(body: object, raw: bytes, delivery_id: str | None = None) -> 
     return [
         InboundMessage(
             provider="chatwoot",
-            instance=_str(account.get("id")) if isinstance(account, dict) else None,
+            instance=_short(account.get("id"), "account.id") if isinstance(account, dict) else None,
             provider_message_id=pmid,
             evento=event,
             conversa_key=f"chatwoot:{conversation_id}",

@@ -23,8 +23,27 @@ class InboxSettings(BaseSettings):
     chatwoot_webhook_tolerance_s: int = Field(
         default=300, ge=1, description="Max age in seconds of a signed Chatwoot webhook timestamp."
     )
+    webhook_jwt_max_lifetime_s: int = Field(
+        default=3600,
+        ge=1,
+        description="Longest lifetime (exp minus now, and minus iat) of a webhook Bearer JWT.",
+    )
     webhook_max_body_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest webhook body accepted (bigger is 413)."
+    )
+    webhook_max_header_bytes: int = Field(
+        default=16_384, ge=1024, description="Largest total size of a request's headers (431)."
+    )
+    webhook_max_headers: int = Field(
+        default=100, ge=8, description="Most headers one request may carry (more is 431)."
+    )
+    webhook_read_timeout_s: float = Field(
+        default=10.0, gt=0, description="A webhook body must arrive whole within this (408)."
+    )
+    webhook_store_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A webhook not stored within this is answered 503 (the gateway retries).",
     )
     inbox_debounce_s: float = Field(
         default=4.0, ge=0, description="A turn waits this long after a doctor's last message."

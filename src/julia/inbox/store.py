@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from julia.core import audit
 from julia.core.app import App
 from julia.core.errors import Conflict, InvalidInput, InvalidPayload, NotFound
 from julia.core.logs import get_logger
 from julia.inbox.events import Ack, Event, Ignored, InboundMessage
-from julia.inbox.writer import InboxWriter, row_of
+from julia.inbox.writer import UNSTORABLE, InboxWriter, row_of
 
 log = get_logger(__name__)
 
@@ -109,7 +107,7 @@ async def accept(app: App, events: list[Event], raw: str) -> AcceptResult:
                 result.duplicates += 1
             else:
                 stored_any = True
-    except (psycopg.DataError, ValueError) as exc:
+    except UNSTORABLE as exc:
         # e.g. \u0000 in the JSON, which jsonb and text cannot hold.
         raise InvalidPayload(f"payload cannot be stored: {type(exc).__name__}") from None
     if stored_any:

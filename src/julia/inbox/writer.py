@@ -13,8 +13,9 @@ batch instead of per webhook. Rows are inserted in arrival order. Within a batch
 the first copy of a duplicated message wins and the others are duplicates, exactly
 as if they had been separate statements.
 
-A batch that Postgres rejects as a whole (a body with ``\\u0000``, which ``jsonb``
-cannot hold) is retried row by row, so one bad body fails only its own request.
+A batch that Postgres rejects as a whole because of one row (a body with ``\\u0000``,
+which ``jsonb`` cannot hold; a value a CHECK refuses; a value too long for an index) is
+retried row by row, so one bad body fails only its own request, as a 400.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ from julia.core.errors import InvalidPayload
 from julia.core.logs import trace_id_var
 from julia.inbox.events import InboundMessage
 
+#: What Postgres raises for a row it will not hold (not for a storage outage).
+UNSTORABLE: tuple[type[Exception], ...] = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    ValueError,
+)
 #: Writes in flight at once (each holds one pool connection).
 MAX_IN_FLIGHT = 4
 #: Largest batch one statement writes.
@@ -121,7 +129,7 @@ class InboxWriter:
                 results: Sequence[int | BaseException | None] = await self._write(
                     [r for r, _ in batch]
                 )
-            except (psycopg.DataError, ValueError):
+            except UNSTORABLE:
                 results = await self._one_by_one([r for r, _ in batch])
             except BaseException as exc:
                 results = [exc] * len(batch)
@@ -156,6 +164,6 @@ class InboxWriter:
                     cur = await conn.execute(_ONE, row)
                     found = await cur.fetchone()
                     out.append(found["id"] if found else None)
-                except (psycopg.DataError, ValueError) as exc:
+                except UNSTORABLE as exc:
                     out.append(InvalidPayload(f"payload cannot be stored: {type(exc).__name__}"))
         return out

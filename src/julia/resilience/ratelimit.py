@@ -129,7 +129,12 @@ def _keys(app: App, telefone: str, chip_id: str) -> list[str]:
         k("rl", "chipnext", chip_id),
         k("rl", "burst", chip_id),
         k("rl", "override", telefone),
+        k("rl", "state"),
     ]
+
+
+#: How long the state marker lives; when it expires the logs are refilled (idempotent).
+MARKER_MS = 7 * DAY_MS
 
 
 def free_at(slots: list[int], now: int, window: int, limit: int, weight: int) -> int:
@@ -201,7 +206,8 @@ async def take(
             health.failed(now, exc)
         else:
             health.recovered()
-            return _count(decision)
+            if decision is not None:
+                return _count(decision)
     try:
         return _count(await _take_postgres(app, now, lim, *args))
     except Exception as exc:  # Postgres failing too: fail closed
@@ -218,7 +224,8 @@ def _count(d: Decision) -> Decision:
 async def _take_redis(
     app: App, now: datetime, lim: Limits, take_id: str, tipo: str, telefone: str,
     chip: str, weight: int, proactive: bool, gap_ms: int,
-) -> Decision:  # fmt: skip
+) -> Decision | None:  # fmt: skip
+    """Redis's decision; None when Redis lost its state and Postgres could not refill it."""
     now_ms = to_ms(now)
     argv = [
         now_ms, take_id, weight, 1 if proactive else 0, lim.medico_daily, DAY_MS,
@@ -226,6 +233,17 @@ async def _take_redis(
     ]  # fmt: skip
     keys = _keys(app, telefone, chip)
     raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
+    if int(raw[0]) == -1:  # Redis lost its state: refill every slot from Postgres, then decide
+        try:
+            await refill_redis(app, everything=True)
+        except REDIS_ERRORS:
+            raise
+        except Exception as exc:  # Postgres cannot refill: let the Postgres fallback decide
+            log.error("ratelimit.refill_failed", error=str(exc))
+            return None
+        raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
+        if int(raw[0]) == -1:
+            return None
     if int(raw[0]) == 0 and raw[1] == "medico_daily" and await _override_cached(app, telefone):
         # The Redis flag is a cache of Postgres (the truth): it was lost, so try again.
         raw = await script(app, "ratelimit_take")(keys=keys, args=argv)
@@ -349,21 +367,23 @@ async def _refill_quietly(app: App) -> None:
         log.error("ratelimit.refill_failed", error=str(exc))
 
 
-async def refill_redis(app: App) -> int:
+async def refill_redis(app: App, *, everything: bool = False) -> int:
     """After an outage, copy into Redis the slots Postgres granted meanwhile, so the
-    windows stay whole. Idempotent (same member names). Returns the events copied."""
+    windows stay whole; with ``everything`` (Redis lost its data: the state marker was
+    missing) every slot of the last 24 h, whichever backend granted it, and then set the
+    marker again. Idempotent (same member names). Returns the events copied."""
     now = app.clock.now()
     async with app.pool.connection(timeout=2.0) as conn:
         cur = await conn.execute(
             "SELECT take_id::text AS take_id, at, proactive, telefone, chip_id, weight, gap_ms"
-            " FROM rate_limit_events WHERE backend = 'postgres' AND at > %s ORDER BY at",
-            (now - timedelta(days=1),),
+            " FROM rate_limit_events WHERE (backend = 'postgres' OR %s) AND at > %s ORDER BY at",
+            (everything, now - timedelta(days=1)),
         )
         rows = await cur.fetchall()
     burst_ms = int(app.settings.rate_limit_chip_burst_window_s * 1000)
     async with app.redis.pipeline(transaction=False) as pipe:
         for r in rows:
-            medico, chip, chipnext, burst, _ = _keys(app, r["telefone"], r["chip_id"])
+            medico, chip, chipnext, burst = _keys(app, r["telefone"], r["chip_id"])[:4]
             at = to_ms(r["at"])
             if at > to_ms(now) - burst_ms:
                 pipe.zadd(burst, {r["take_id"]: at})
@@ -377,8 +397,10 @@ async def refill_redis(app: App) -> int:
                 if at + r["gap_ms"] > to_ms(now):
                     pipe.zadd(chipnext, {r["take_id"]: at + r["gap_ms"]})
                     pipe.pexpire(chipnext, DAY_MS)
+        if everything:
+            pipe.set(app.keys.key("rl", "state"), "1", px=MARKER_MS)
         await pipe.execute()
-    log.info("ratelimit.redis_refilled", events=len(rows))
+    log.info("ratelimit.redis_refilled", events=len(rows), everything=everything)
     return len(rows)
 
 
@@ -513,7 +535,7 @@ async def status(
     lim = Limits.of(app)
     tel = phones.normalize(telefone) if telefone is not None else ""
     chip = str(chip_id) if chip_id is not None else ""
-    medico_k, chip_k, next_k, burst_k, _ = _keys(app, tel, chip)
+    medico_k, chip_k, next_k, burst_k = _keys(app, tel, chip)[:4]
     backend = "redis"
     nxt = 0
     health = redis_health(app, "ratelimit")

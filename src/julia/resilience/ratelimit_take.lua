@@ -5,10 +5,13 @@
 -- KEYS[3] chip's next proactive times, one per take (the latest rules)
 -- KEYS[4] chip's burst log (every message)
 -- KEYS[5] doctor's override flag (exists while an operator override is active)
+-- KEYS[6] state marker: its absence means Redis lost its data (FLUSHALL, a restart
+--         without persistence), so the logs may be short and nothing can be decided
 -- ARGV    now_ms, take_id, weight, proactive(1|0), medico_limit, day_ms,
 --         chip_hourly, hour_ms, chip_daily, burst_limit, burst_ms, gap_ms
--- Returns {1} when taken,
+-- Returns {1} when taken, {-1} when the state marker is missing (refill first),
 --         {0, limit, retry_at_ms} when denied (retry_at_ms = -2: it can never fit).
+if redis.call('EXISTS', KEYS[6]) == 0 then return {-1} end
 local now = tonumber(ARGV[1])
 local take_id = ARGV[2]
 local w = tonumber(ARGV[3])

@@ -32,9 +32,14 @@ def _row(c: pool.Chip) -> dict[str, Any]:
     }
 
 
+def _json(c: pool.Chip) -> dict[str, Any]:
+    """A chip for ``--json``: its number masked too (it is not a doctor's own record)."""
+    return c.as_dict() | {"telefone": render.mask(c.telefone)}
+
+
 def _render_chip(c: pool.Chip, json_: bool, verb: str) -> None:
     if json_:
-        render.print_json(c.as_dict())
+        render.print_json(_json(c))
     else:
         render.message(
             f"chip {c.id} ({c.instance}, {render.mask(c.telefone)}) {verb}: {c.status},"
@@ -44,7 +49,7 @@ def _render_chip(c: pool.Chip, json_: bool, verb: str) -> None:
 
 def _render_action(result: lifecycle.ActionResult, json_: bool) -> None:
     if json_:
-        render.print_json(result.as_dict())
+        render.print_json(result.as_dict() | {"chip": _json(result.chip)})
         return
     _render_chip(result.chip, False, result.action)
     if result.migrated:
@@ -61,7 +66,7 @@ async def list_(
     async with open_app() as a:
         chips = await pool.list_chips(a, status=status)
     if json_:
-        render.print_json([c.as_dict() for c in chips])
+        render.print_json([_json(c) for c in chips])
         return
     render.table((_row(c) for c in chips), LIST_COLUMNS, title=f"{len(chips)} chips")
 
@@ -72,7 +77,9 @@ async def show(chip_id: IdArg, json_: JsonOpt = False) -> None:
     async with open_app() as a:
         info = await pool.describe(a, chip_id)
     if json_:
-        render.print_json(info)
+        render.print_json(
+            info | {"chip": info["chip"] | {"telefone": render.mask(info["chip"]["telefone"])}}
+        )
         return
     c = info["chip"]
     render.table(
