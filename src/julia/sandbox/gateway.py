@@ -14,7 +14,8 @@ Test controls under ``/_sandbox``:
 - ``GET /_sandbox/messages[?instance=&number=]``: every accepted message
   (``id, instance, number, text, time``); ``DELETE`` clears them.
 - ``POST /_sandbox/faults`` ``{"instance", "status", "error_rate", "latency_ms",
-  "disconnected"}`` (all optional; no instance = every instance); ``DELETE`` clears.
+  "disconnected", "retry_after"}`` (all optional; no instance = every instance;
+  ``retry_after`` is sent verbatim as the ``Retry-After`` header); ``DELETE`` clears.
 - ``POST /_sandbox/numbers`` ``{"not_on_whatsapp": [...]}``; ``DELETE`` clears.
 - ``POST /_sandbox/incoming`` ``{"instance", "number", "text", "push_name"}``: posts
   a ``messages.upsert`` webhook (a doctor writing) to the webhook URL.
@@ -55,6 +56,8 @@ class Fault:
     error_rate: float = 1.0
     latency_ms: int = 0
     disconnected: bool = False
+    #: The ``Retry-After`` header sent with the fault's answer, verbatim.
+    retry_after: str | None = None
 
 
 @dataclass
@@ -80,12 +83,13 @@ class SandboxState:
         return self.faults.get(instance) or self.faults.get(None)
 
 
-def _error(status: int, message: Any) -> JSONResponse:
+def _error(status: int, message: Any, retry_after: str | None = None) -> JSONResponse:
     names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
     error = names.get(status, "Too Many Requests" if status == 429 else "Internal Server Error")
     return JSONResponse(
-        {"status": status, "error": error, "response": {"message": message}}, status_code=status
-    )
+        {"status": status, "error": error, "response": {"message": message}}, status_code=status,
+        headers={"Retry-After": retry_after} if retry_after is not None else None,
+    )  # fmt: skip
 
 
 def _digits(number: str) -> str:
@@ -144,7 +148,9 @@ def create_app(
         if fault.latency_ms:
             await asyncio.sleep(fault.latency_ms / 1000)
         if fault.status and random.random() < fault.error_rate:
-            return instance, _error(fault.status, [f"sandbox fault {fault.status}"])
+            return instance, _error(
+                fault.status, [f"sandbox fault {fault.status}"], fault.retry_after
+            )
         return instance, None
 
     async def send_text(request: Request) -> Response:
@@ -342,6 +348,7 @@ def create_app(
                 error_rate=float(body.get("error_rate", 1.0)),
                 latency_ms=int(body.get("latency_ms", 0)),
                 disconnected=bool(body.get("disconnected", False)),
+                retry_after=str(body["retry_after"]) if body.get("retry_after") else None,
             )
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
