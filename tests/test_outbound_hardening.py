@@ -163,3 +163,20 @@ async def test_a_late_acceptance_is_found_by_reconciliation_not_sent_again(
     m = await queue.get(app, r.id)
     assert (m.status, m.provider_message_id) == ("enviada", accepted.provider_message_id)
     assert len(sandbox(app, "/_sandbox/messages")) == 1
+
+
+async def test_when_the_consent_check_cannot_run_nothing_is_sent_and_nothing_is_uncertain(
+    sandbox_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = sandbox_app
+    r = await queue.enqueue(app, NewMessage("x", telefone=PHONE))
+    batch = await queue.claim(app, "w1", 10)
+
+    async def unreachable(*_: object) -> None:
+        raise OSError("postgres went away")
+
+    monkeypatch.setattr(queue, "opted_out_doctors", unreachable)
+    await send.process_batch(app, "w1", batch)
+    m = await queue.get(app, r.id)
+    assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)
+    assert sandbox(app, "/_sandbox/messages") == []

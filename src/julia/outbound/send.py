@@ -377,6 +377,18 @@ async def process_batch(
     return report
 
 
+class _NotChecked(Exception):
+    """The send-time consent check could not be made (Postgres unreachable)."""
+
+
+async def _consent(app: App, m: Mensagem) -> bool:
+    try:
+        return await guards.may_still_send(app, m)
+    except Exception as exc:
+        log.warning("fila.optout_check_failed", id=m.id, error=f"{type(exc).__name__}: {exc}")
+        raise _NotChecked(str(exc)) from exc
+
+
 def _unfinished(m: Mensagem, exc: BaseException, send_started: bool, now: datetime) -> Result:
     """Where a message goes when its batch failed around it: ``incerta`` if its send may
     have started (never resent blindly), else back to ``pendente`` without spending an
@@ -465,11 +477,14 @@ async def _run_batch(
                     result = Result(m.id, Status.PENDENTE, Outcome.RELEASED, motivo=why,
                                     proxima=now, give_back_attempt=True)  # fmt: skip
                     outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
-                elif not await guards.may_still_send(app, m):  # opted out while it waited
+                elif not await _consent(app, m):  # opted out while it waited
                     result = blocked_optout(m)
                     outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
                 else:
                     result, outcome = await _send_one(app, m, route, rng)
+            except _NotChecked as exc:  # the check could not run: not sent, tried again later
+                result = _unfinished(m, exc.__cause__ or exc, False, now)
+                outcome = SendOutcome(m, route, result.status, result.outcome, exc, None)
             except Exception as exc:  # ends this message only; the others go on
                 log.error("fila.send_error", id=m.id, error=f"{type(exc).__name__}: {exc}")
                 result = _unfinished(m, exc, True, now)
