@@ -356,14 +356,17 @@ async def _log(
     emergency: bool, threshold: int, exclude: frozenset[int], resultado: str | None,
     now: datetime,
 ) -> int:  # fmt: skip
-    async with app.pool.connection() as conn, conn.transaction():
+    async with app.pool.connection() as conn:
         # A decision record, not the message: a crash may lose the last few milliseconds
-        # of it, so the commit does not wait for the WAL flush (the send path's latency).
-        await conn.execute("SET LOCAL synchronous_commit = off")
+        # of it, so the commit does not wait for the WAL flush (the send path's latency);
+        # one statement, so one round trip.
         cur = await conn.execute(
-            "INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
+            "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
+            " INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
             " candidates, chosen_chip, motivo, emergency, threshold, excluded, resultado, at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " SELECT %s::bigint, %s::text, %s::text, %s::bigint, %s::smallint, %s::jsonb,"
+            " %s::bigint, %s::text, %s::boolean, %s::smallint, %s::bigint[], %s::text,"
+            " %s::timestamptz FROM cfg RETURNING id",
             (mensagem_id, tipo, telefone, conversa_id, tentativa, Jsonb(candidates), chosen,
              motivo, emergency, threshold, sorted(exclude), resultado, now),
         )  # fmt: skip

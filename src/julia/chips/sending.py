@@ -282,36 +282,43 @@ async def _succeeded(app: App, m: Message, cs: ChipSend, result: SendResult) -> 
     now = app.clock.now()
     chip, sel = cs.chip, cs.selection
     assert chip is not None and sel is not None
-    async with app.pool.connection() as conn, conn.transaction():
-        # Statistics of a send the queue records durably itself: no wait for the WAL flush.
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        await conn.execute(
-            "INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,"
-            " provider_message_id, midia, at) VALUES (%s, 'sent', %s, %s, %s, %s, %s, 'texto', %s)",
-            (chip.id, m.tipo, selection.is_proactive(m.tipo), m.telefone, m.id,
-             result.provider_message_id, now),
-        )  # fmt: skip
-        await conn.execute(
-            "UPDATE chips SET enviadas_total = enviadas_total + 1, last_sent_at = %s,"
-            " updated_at = %s WHERE id = %s",
-            (now, now, chip.id),
-        )
-        if m.medico_id is not None:
-            await conn.execute(
-                "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)"
-                " VALUES (%s, %s, 1, 0, %s) ON CONFLICT (medico_id, chip_id) DO UPDATE"
-                " SET enviadas = chip_afinidade.enviadas + 1, last_at = EXCLUDED.last_at",
-                (m.medico_id, chip.id, now),
-            )
-        if m.conversa_id is not None:  # a conversation stays on the chip that talks in it
-            await conn.execute(
-                "UPDATE conversas SET chip_id = %s WHERE id = %s AND chip_id IS NULL",
-                (chip.id, m.conversa_id),
-            )
-        await conn.execute(
-            "UPDATE chip_selection_log SET resultado = 'sent' WHERE id = %s",
-            (sel.log_id,),
-        )
+    async with app.pool.connection() as conn:
+        await conn.execute(_SUCCEEDED, {
+            "chip": chip.id, "tipo": m.tipo, "proactive": selection.is_proactive(m.tipo),
+            "tel": m.telefone, "mid": m.id, "pid": result.provider_message_id, "now": now,
+            "medico": m.medico_id, "conversa": m.conversa_id, "log": sel.log_id,
+        })  # fmt: skip
+
+
+# What a sent message feeds, in one statement (one round trip, one transaction): its
+# event, the chip's counters, the doctor's affinity, the conversation's chip (a
+# conversation stays on the chip that talks in it), the selection log's result.
+# Statistics of a send the queue records durably itself: no wait for the WAL flush.
+_SUCCEEDED = """
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+ev AS (
+    INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,
+                              provider_message_id, midia, at)
+    SELECT %(chip)s::bigint, 'sent', %(tipo)s::text, %(proactive)s::boolean, %(tel)s::text,
+           %(mid)s::bigint, %(pid)s::text, 'texto', %(now)s::timestamptz FROM cfg
+),
+ch AS (
+    UPDATE chips SET enviadas_total = enviadas_total + 1, last_sent_at = %(now)s,
+                     updated_at = %(now)s WHERE id = %(chip)s
+),
+af AS (
+    INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)
+    SELECT %(medico)s::bigint, %(chip)s::bigint, 1, 0, %(now)s::timestamptz
+    WHERE %(medico)s::bigint IS NOT NULL
+    ON CONFLICT (medico_id, chip_id) DO UPDATE
+    SET enviadas = chip_afinidade.enviadas + 1, last_at = EXCLUDED.last_at
+),
+cv AS (
+    UPDATE conversas SET chip_id = %(chip)s
+    WHERE id = %(conversa)s::bigint AND chip_id IS NULL
+)
+UPDATE chip_selection_log SET resultado = 'sent' WHERE id = %(log)s
+"""
 
 
 def _cooldown_minutes(app: App, status: int | None) -> float | None:
