@@ -215,7 +215,7 @@ async def send(
                 result = await first.gateway.send_text(
                     first.instance, phones.digits(m.telefone), m.texto
                 )
-        except BaseException as exc:
+        except Exception as exc:
             if not _maybe_sent(exc):
                 await ratelimit.give_back(app, first.decision.ticket)
             raise
@@ -260,7 +260,10 @@ async def send(
             if len(tried) >= limit:
                 break
             try:
-                current = await choose(app, m, exclude=frozenset(tried), tentativa=len(tried) + 1)
+                current = await choose(
+                    app, m, exclude=frozenset(tried), tentativa=len(tried) + 1,
+                    avoid=frozenset(avoid),
+                )  # fmt: skip
             except NoChipAvailable:
                 break
             if mark_started is not None:
