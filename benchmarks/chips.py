@@ -8,7 +8,9 @@
   send over HTTP to the in-process sandbox gateway at zero latency, finish) in one
   process, once with no chips (the single instance) and once with 10 chips (every
   message selected, sent through its chip's breaker, its events recorded); sends per
-  second and the ratio. Rate limits off, as in ``benchmarks/fila.py``.
+  second and the ratio, the CPU milliseconds per send (this process's event loop thread;
+  the sandbox answers from another thread) and due→sent p50/p99 while draining. Rate
+  limits off, as in ``benchmarks/fila.py``.
 
 Figures are medians over RUNS runs. The last line is a JSON object of the figures.
 
@@ -64,7 +66,7 @@ async def bench_select(settings: Settings) -> dict[str, float]:
     }
 
 
-async def bench_drain(settings: Settings, with_chips: bool) -> float:
+async def bench_drain(settings: Settings, with_chips: bool) -> dict[str, float]:
     async with App.open(settings) as app:
         if with_chips:
             await _chips(app)
@@ -72,17 +74,29 @@ async def bench_drain(settings: Settings, with_chips: bool) -> float:
             app, [NewMessage(f"m{i}", telefone=f"+55119{i:08d}", tipo="resposta")
                   for i in range(MESSAGES)],
         )  # fmt: skip
-        t = time.perf_counter()
+        # thread_time: this loop's CPU only (the sandbox answers from its own thread)
+        t, cpu = time.perf_counter(), time.thread_time()
         sent = 0
         while sent < MESSAGES:
             batch = await queue.claim(app, "bench", app.settings.worker_batch_size)
             if not batch:
                 break
             sent += (await send.process_batch(app, "bench", batch)).sent
-        took = time.perf_counter() - t
+        took, cpu = time.perf_counter() - t, time.thread_time() - cpu
         assert sent == MESSAGES, sent
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT extract(epoch FROM enviada_em - agendar_para) * 1000 AS ms"
+                " FROM fila_mensagens WHERE status = 'enviada' ORDER BY 1"
+            )
+            lat = [float(r["ms"]) for r in await cur.fetchall()]
         await _reset(app)
-    return MESSAGES / took
+    return {
+        "per_s": MESSAGES / took,
+        "cpu_ms_per_send": cpu * 1000 / MESSAGES,
+        "p50_ms": lat[len(lat) // 2],
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+    }
 
 
 async def _reset(app: App) -> None:
@@ -111,7 +125,11 @@ def main() -> None:
     server = resolve_endpoints(base).database_url
     runs: dict[str, list[float]] = {"select_p50_us": [], "select_p99_us": [],
                                     "selections_per_s": [], "drain_no_chips_per_s": [],
-                                    "drain_chips_per_s": []}  # fmt: skip
+                                    "drain_chips_per_s": [],
+                                    "drain_no_chips_cpu_ms_per_send": [],
+                                    "drain_chips_cpu_ms_per_send": [],
+                                    "drain_no_chips_p50_ms": [], "drain_no_chips_p99_ms": [],
+                                    "drain_chips_p50_ms": [], "drain_chips_p99_ms": []}  # fmt: skip
     with running() as (gateway_url, _state):
         for _ in range(RUNS):
             for case in ("select", "no_chips", "chips"):
@@ -128,11 +146,14 @@ def main() -> None:
                         runs["select_p99_us"].append(r["p99_us"])
                         runs["selections_per_s"].append(r["per_s"])
                     else:
-                        rate = asyncio.run(bench_drain(s, case == "chips"))
-                        runs[f"drain_{case}_per_s"].append(rate)
+                        d = asyncio.run(bench_drain(s, case == "chips"))
+                        runs[f"drain_{case}_per_s"].append(d["per_s"])
+                        runs[f"drain_{case}_cpu_ms_per_send"].append(d["cpu_ms_per_send"])
+                        runs[f"drain_{case}_p50_ms"].append(d["p50_ms"])
+                        runs[f"drain_{case}_p99_ms"].append(d["p99_ms"])
                 finally:
                     _drop(server, name)
-    figures = {k: round(statistics.median(v), 1) for k, v in runs.items()}
+    figures = {k: round(statistics.median(v), 1 if "cpu" not in k else 3) for k, v in runs.items()}
     figures["drain_ratio_chips_vs_none"] = round(
         figures["drain_chips_per_s"] / figures["drain_no_chips_per_s"], 3
     )
@@ -143,6 +164,10 @@ def main() -> None:
     ratio = figures["drain_ratio_chips_vs_none"]
     print(f"  no chips {figures['drain_no_chips_per_s']} sends/s, 10 chips"
           f" {figures['drain_chips_per_s']} sends/s (× {ratio})")  # fmt: skip
+    for case in ("no_chips", "chips"):
+        f = {k.removeprefix(f"drain_{case}_"): v for k, v in figures.items()}
+        print(f"  {case}: {f['cpu_ms_per_send']} ms CPU per send,"
+              f" due→sent p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms")  # fmt: skip
     sys.stdout.write(json.dumps(figures) + "\n")
 
 

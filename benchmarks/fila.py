@@ -8,6 +8,10 @@ Postgres task queue) whose task makes the same HTTP call to the sandbox, with
 1 and 2 worker processes, and the ratio of our rate to theirs is printed.
 
     python benchmarks/fila.py [--messages 20000] [--concurrency 8] [--log-level WARNING]
+                              [--runs 3]
+
+Drains are medians of ``--runs`` interleaved runs; beside sends/s and due→sent, the
+workers' CPU milliseconds per send (user + system, from ``/proc``) are printed.
 
 Uses JULIA_DATABASE_URL / JULIA_REDIS_URL (else the embedded servers); creates
 scratch databases and drops them. Rate limits are off (JULIA_RATE_LIMITS_ENABLED
@@ -141,6 +145,7 @@ async def drain_julia(
                     break
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
+            cpu0 = sum(_cpu_s(w.pid) for w in workers)
             t0 = time.perf_counter()
             await queue.enqueue_many(app, messages(n, tag))
             enqueued = time.perf_counter()
@@ -150,6 +155,7 @@ async def drain_julia(
                     break
                 assert all(w.poll() is None for w in workers), "a worker died"
                 await asyncio.sleep(0.2)
+            cpu = sum(_cpu_s(w.pid) for w in workers) - cpu0
             async with app.pool.connection() as conn:
                 cur = await conn.execute(
                     "SELECT extract(epoch FROM enviada_em - agendar_para) AS lat,"
@@ -175,7 +181,14 @@ async def drain_julia(
         "p50_ms": percentile(lat, 50) * 1000,
         "p99_ms": percentile(lat, 99) * 1000,
         "enqueue_s": enqueued - t0,
+        "cpu_ms_per_send": cpu * 1000 / n,
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a worker process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- procrastinate ------------------------------------------------------------------
@@ -267,7 +280,13 @@ async def drain_procrastinate(
 # --- main ---------------------------------------------------------------------------
 
 
-async def amain(n: int, concurrency: int, log_level: str = "WARNING") -> dict[str, Any]:
+def _median(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+
+
+async def amain(
+    n: int, concurrency: int, log_level: str = "WARNING", runs: int = 3
+) -> dict[str, Any]:
     base = Settings()
     endpoints = resolve_endpoints(base)
     server = endpoints.database_url
@@ -302,20 +321,28 @@ async def amain(n: int, concurrency: int, log_level: str = "WARNING") -> dict[st
         wait_http(f"{sandbox}/_sandbox/calls")
         enqueue = await measure_enqueue(settings, n)
         print(f"enqueue {n:,} in bulk: {enqueue:,.0f} messages/s (median of 3)")
-        julia: dict[int, dict[str, float]] = {}
-        for procs in (1, 2):
-            julia[procs] = await drain_julia(settings, env, sandbox, n, procs, f"j{procs}")
-            f = julia[procs]
-            print(
-                f"julia worker x{procs}: {f['sends_per_s']:,.0f} sends/s, due→sent p50"
-                f" {f['p50_ms']:,.0f} ms, p99 {f['p99_ms']:,.0f} ms"
-            )
         papp = procrastinate_app(purl, sandbox)
         async with papp.open_async():
             await papp.schema_manager.apply_schema_async()
-        proc: dict[int, float] = {}
+        samples: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+        psamples: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+        for r in range(runs):  # interleaved, so a busy moment hits both sides alike
+            for procs in (1, 2):
+                tag = f"j{procs}r{r}"
+                samples[procs].append(await drain_julia(settings, env, sandbox, n, procs, tag))
+                psamples[procs].append(
+                    await drain_procrastinate(purl, sandbox, n, procs, concurrency)
+                )
+        julia = {procs: _median(samples[procs]) for procs in (1, 2)}
+        proc = {procs: _median(psamples[procs])["per_s"] for procs in (1, 2)}
         for procs in (1, 2):
-            proc[procs] = (await drain_procrastinate(purl, sandbox, n, procs, concurrency))["per_s"]
+            f = julia[procs]
+            print(
+                f"julia worker x{procs}: {f['sends_per_s']:,.0f} sends/s, due→sent p50"
+                f" {f['p50_ms']:,.0f} ms, p99 {f['p99_ms']:,.0f} ms,"
+                f" {f['cpu_ms_per_send']:.3f} ms CPU per send (median of {runs})"
+            )
+        for procs in (1, 2):
             print(f"procrastinate worker x{procs}: {proc[procs]:,.0f} jobs/s (same HTTP call)")
     finally:
         sb.terminate()
@@ -340,6 +367,9 @@ async def amain(n: int, concurrency: int, log_level: str = "WARNING") -> dict[st
         "procrastinate_per_s_2proc": round(proc[2]),
         "ratio_vs_procrastinate": round(ratio2, 2),
         "ratio_vs_procrastinate_1proc": round(ratio1, 2),
+        "cpu_ms_per_send_1proc": round(julia[1]["cpu_ms_per_send"], 3),
+        "cpu_ms_per_send_2proc": round(julia[2]["cpu_ms_per_send"], 3),
+        "runs": runs,
     }
 
 
@@ -354,8 +384,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     # INFO adds one JSON line per send (fila.sent, with its trace id) to the workers' cost.
     parser.add_argument("--log-level", default="WARNING", help="The workers' JULIA_LOG_LEVEL.")
+    parser.add_argument("--runs", type=int, default=3, help="Figures are medians of these.")
     args = parser.parse_args()
-    figures = asyncio.run(amain(args.messages, args.concurrency, args.log_level))
+    figures = asyncio.run(amain(args.messages, args.concurrency, args.log_level, args.runs))
     print(json.dumps(figures))
 
 

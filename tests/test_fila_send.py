@@ -312,6 +312,7 @@ async def test_a_worker_that_cannot_renew_its_lease_stops_sending(
         assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)
     assert sandbox(app, "/_sandbox/messages") == []
     batch = await queue.claim(app, "w1", 10)
+    keeper.hold(m.id for m in batch)  # the worker renews what it claimed and still runs
     clock.advance(app.settings.fila_lease_s * 0.5)
     await keeper.extend()  # renewed: the leases moved and sending resumes
     leases = [(await queue.get(app, i)).lease_ate for i in ids]

@@ -119,6 +119,7 @@ async def test_sigkill_mid_run_then_another_worker_finishes_nothing_lost_nothing
     n = 3000
     env = worker_env | {
         "JULIA_FILA_LEASE_S": "3",
+        "JULIA_HTTP_READ_TIMEOUT_S": "1",  # the lease must outlast a send (2 s deadline)
         "JULIA_WORKER_RESCUE_INTERVAL_S": "1",
         "JULIA_WORKER_CONCURRENCY": "10",
         "JULIA_WORKER_BATCH_SIZE": "50",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
+from julia.chips import sending as chip_sending
 from julia.core.app import App
 from julia.core.clock import FrozenClock
 from julia.core.errors import InvalidInput
@@ -56,7 +57,7 @@ async def test_with_redis_down_the_beat_still_reaches_postgres(no_redis_app: App
 
 
 async def test_with_redis_down_the_number_check_asks_the_gateway(no_redis_app: App) -> None:
-    route = await send.route_for(no_redis_app, None)  # type: ignore[arg-type]
+    route = chip_sending.implicit(no_redis_app)
     assert await send.numbers_on_whatsapp(no_redis_app, route, ["5511999990001"]) == {
         "5511999990001": True
     }

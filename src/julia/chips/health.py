@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from julia.chips import alerts, lifecycle, pool, scoring, selection, trust
+from julia.chips import alerts, credentials, lifecycle, pool, scoring, selection, trust
 from julia.core import audit
 from julia.core.app import App
 from julia.core.errors import GatewayError, GatewayNotFound, JuliaError
 from julia.core.logs import get_logger
-from julia.gateways import registry
 
 log = get_logger(__name__)
 
@@ -49,7 +48,8 @@ async def _gateway_state(app: App, chip: pool.Chip) -> str | None:
     the gateway itself could not answer (down: that says nothing about the chip)."""
 
     try:
-        return await registry.gateway(app, chip.provider).connection_state(chip.instance)
+        gateway = await credentials.gateway_for(app, chip.id, chip.provider, chip.instance)
+        return await gateway.connection_state(chip.instance)
     except GatewayNotFound:
         return "not_found"
     except GatewayError as exc:

@@ -13,8 +13,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 from psycopg.types.json import Jsonb
+from pydantic import SecretStr
 
-from julia.chips import states, trust
+from julia.chips import credentials, states, trust
 from julia.chips.circuit import circuit_state
 from julia.core import audit, phones
 from julia.core.app import App
@@ -188,15 +189,30 @@ async def add(
     trust_score: int | None = None,
     status: str | None = None,
     actor: audit.Actor | None = None,
+    zapi_token: str | SecretStr | None = None,
+    zapi_client_token: str | SecretStr | None = None,
 ) -> Chip:
     """Register a chip. ``trust_score`` and ``status`` seed test pools and demos: a seeded
-    score is ``manual`` until the next recalculation replaces it with the computed one."""
+    score is ``manual`` until the next recalculation replaces it with the computed one.
+
+    A Z-API chip's ``instance`` is its Z-API instance id, and it carries its own
+    ``zapi_token`` (and ``zapi_client_token`` when the account has one), stored apart
+    (:mod:`julia.chips.credentials`) and never shown; only the default instance
+    (``JULIA_ZAPI_INSTANCE``) may go without, its token being in settings."""
     instance = (instance or "").strip()
     if not instance:
         raise InvalidInput("a chip needs an instance name (--instance)")
     if provider not in PROVIDERS:
         raise InvalidInput(f"unknown provider {provider!r} (one of: {', '.join(PROVIDERS)})")
     phone = phones.normalize(telefone)
+    creds = credentials.of(zapi_token, zapi_client_token)
+    if creds is not None and provider != "zapi":
+        raise InvalidInput("--zapi-token is for Z-API chips (--provider zapi)")
+    if provider == "zapi" and creds is None and instance != app.settings.zapi_instance:
+        raise InvalidInput(
+            "a Z-API chip needs its own instance token (--zapi-token); its instance is the"
+            " Z-API instance id"
+        )
     status = status or states.Status.PROVISIONED.value
     if status not in states.Status._value2member_map_:
         _bad_status(status)
@@ -230,6 +246,8 @@ async def add(
             row = await cur.fetchone()
             assert row is not None
             chip_id = int(row["id"])
+            if creds is not None:
+                await credentials.store(conn, chip_id, creds)
             await conn.execute(
                 "INSERT INTO chip_transitions (chip_id, de, para, motivo, ator, detalhes, at)"
                 " VALUES (%s, NULL, %s, %s, %s, %s, %s)",
@@ -239,7 +257,8 @@ async def add(
             await audit.record(
                 conn, now, actor, "chips.add", alvo=f"chip:{chip_id}",
                 detalhes={"instance": instance, "telefone": mask_phone(phone),
-                          "provider": provider, "status": status, "trust": score},
+                          "provider": provider, "status": status, "trust": score,
+                          "credentials": "stored" if creds else None},
             )  # fmt: skip
             chip = await get(app, chip_id, conn)
     except UniqueViolation as exc:
@@ -247,6 +266,8 @@ async def add(
             f"a chip with instance {instance!r} or number {mask_phone(phone)} already exists"
         ) from exc
     app.extensions.pop("chips.present", None)  # the queue now routes through the pool
+    app.extensions.pop("chips.providers", None)
+    credentials.forget(app)
     log.info("chip.added", chip_id=chip.id, instance=instance, status=status, trust=score)
     return chip
 

@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 
 from julia.chips import pool
 from julia.chips.circuit import chip_breaker
-from julia.core import audit
+from julia.core import audit, tipos
 from julia.core.app import App
 from julia.core.errors import NoChipAvailable
 from julia.core.logs import get_logger
@@ -49,8 +49,6 @@ EMERGENCIES = Counter(
 
 #: Gateway states meaning connected (Evolution ``open``; Z-API ``connected``).
 CONNECTED_STATES = pool.CONNECTED_STATES
-#: Rate-limit classes of the queue's message types (humano/sistema count like replies).
-RATE_TIPO = {"prospeccao": "prospeccao", "campanha": "campanha", "followup": "followup"}
 #: Limits that are the same whichever chip sends: no point trying another chip.
 NOT_CHIP_LIMITS = frozenset({"business_hours", "medico_daily", "storage"})
 #: Selections still being sent count as use of their chip for this long (spreads a batch).
@@ -61,15 +59,16 @@ RETRY_NO_CHIP_S = 60.0
 
 def threshold_for(tipo: str, app: App) -> int:
     s = app.settings
-    if tipo in ("prospeccao", "campanha"):
-        return s.chip_threshold_prospeccao
-    if tipo == "followup":
-        return s.chip_threshold_followup
-    return s.chip_threshold_resposta
+    return {
+        "prospeccao": s.chip_threshold_prospeccao,
+        "followup": s.chip_threshold_followup,
+        "resposta": s.chip_threshold_resposta,
+    }[tipos.trust_class(tipo)]
 
 
 def is_proactive(tipo: str) -> bool:
-    return tipo in RATE_TIPO
+    """Under the proactive limits (:data:`julia.core.tipos.UNDER_PROACTIVE_LIMITS`)."""
+    return tipos.under_proactive_limits(tipo)
 
 
 @dataclass
@@ -177,12 +176,14 @@ async def _circuit(app: App, chip_id: int, now: datetime) -> str:
 
 def _filter(
     app: App, c: Candidate, *, tipo: str, threshold: int, emergency: bool,
-    exclude: frozenset[int], now: datetime,
+    exclude: frozenset[int], now: datetime, avoid: frozenset[str] = frozenset(),
 ) -> str | None:  # fmt: skip
     """Why ``c`` cannot send now (its breaker aside), or None."""
     chip = c.chip
     if chip.id in exclude:
         return "already tried for this message"
+    if chip.provider in avoid:
+        return f"provider {chip.provider} circuit open"
     if chip.status != "active" and not (emergency and chip.status == "ready"):
         return f"status {chip.status}"
     if chip.trust_score < threshold:
@@ -240,8 +241,10 @@ async def select(
     mensagem_id: int | None = None,
     exclude: frozenset[int] = frozenset(),
     tentativa: int = 1,
+    avoid: frozenset[str] = frozenset(),
 ) -> Selection:
-    """Choose a chip for one message and reserve its rate-limit slot.
+    """Choose a chip for one message and reserve its rate-limit slot; chips of the
+    providers in ``avoid`` (their service breaker open) are left out.
 
     Raises :class:`NoChipAvailable` (``retry_at`` in its details) when none may send
     now; the selection log has the row either way."""
@@ -260,7 +263,7 @@ async def select(
         for c in candidates:
             c.why = _filter(
                 app, c, tipo=tipo, threshold=threshold, emergency=emergency, exclude=exclude,
-                now=now,
+                now=now, avoid=avoid,
             ) or "eligible"  # fmt: skip
             if c.why == "eligible":
                 passing.append(c)
@@ -272,7 +275,7 @@ async def select(
             any_usable = True
             lim = c.chip.limits(app)  # level × warming × recovery, enforced atomically
             d = await ratelimit.take(
-                app, tipo=RATE_TIPO.get(tipo, "resposta"), telefone=telefone,
+                app, tipo=tipos.rate_class(tipo), telefone=telefone,
                 chip_id=c.chip.id, chip_limits=(lim.hourly, lim.daily),
             )  # fmt: skip
             if d.allowed:
@@ -353,14 +356,17 @@ async def _log(
     emergency: bool, threshold: int, exclude: frozenset[int], resultado: str | None,
     now: datetime,
 ) -> int:  # fmt: skip
-    async with app.pool.connection() as conn, conn.transaction():
+    async with app.pool.connection() as conn:
         # A decision record, not the message: a crash may lose the last few milliseconds
-        # of it, so the commit does not wait for the WAL flush (the send path's latency).
-        await conn.execute("SET LOCAL synchronous_commit = off")
+        # of it, so the commit does not wait for the WAL flush (the send path's latency);
+        # one statement, so one round trip.
         cur = await conn.execute(
-            "INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
+            "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
+            " INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
             " candidates, chosen_chip, motivo, emergency, threshold, excluded, resultado, at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " SELECT %s::bigint, %s::text, %s::text, %s::bigint, %s::smallint, %s::jsonb,"
+            " %s::bigint, %s::text, %s::boolean, %s::smallint, %s::bigint[], %s::text,"
+            " %s::timestamptz FROM cfg RETURNING id",
             (mensagem_id, tipo, telefone, conversa_id, tentativa, Jsonb(candidates), chosen,
              motivo, emergency, threshold, sorted(exclude), resultado, now),
         )  # fmt: skip

@@ -1,18 +1,24 @@
-"""Sending one message through the pool: the chosen chip, then the next ones.
+"""The one send path: every message goes out through a chip of the pool.
 
-:func:`route` is what the queue asks for each message when chips exist (it selects
-and reserves); :func:`send` makes the gateway call through the provider's and the
-chip's breakers and, when the chip fails, retries **at once** on the next eligible
-chip (excluding those tried), up to ``JULIA_CHIP_MAX_SEND_ATTEMPTS`` (3) different
-chips; when they all fail it raises :class:`AllChipsFailed` (outcome
-FAILED_ALL_CHIPS) and the queue's retry with backoff takes over.
+With no chip registered, the default instance (``JULIA_EVOLUTION_INSTANCE``, or
+``JULIA_ZAPI_INSTANCE`` with ``JULIA_GATEWAY_PROVIDER=zapi``) is a pool of one
+**implicit chip**: :func:`choose` reserves its rate-limit slots (counted under
+``instance:<name>``), and :func:`send` calls it through the provider's breaker. So
+rate limits are reserved in one place and every send takes one breaker path.
 
-Every attempt feeds the chip: a ``chip_eventos`` row (``sent`` with its provider
-message id, or ``send_error`` with its code), its counters, the doctor's affinity.
-A WhatsApp error puts the chip in cooldown — 429 → 5 min, 400 → 30 min, 403 →
-60 min (settings) — and a 400/403 recomputes its trust at once (a 403 also counts
-as a block and starts the gradual recovery). The chip's own breaker (3 counted
-failures) never affects other chips.
+:func:`choose` is what the queue asks for each message (it selects and reserves);
+:func:`send` makes the gateway call through the provider's and the chip's breakers
+and, when a registered chip fails, retries **at once** on the next eligible chip
+(excluding those tried), up to ``JULIA_CHIP_MAX_SEND_ATTEMPTS`` (3) different chips;
+when they all fail it raises :class:`AllChipsFailed` (outcome FAILED_ALL_CHIPS) and
+the queue's retry with backoff takes over.
+
+Every attempt on a registered chip feeds it: a ``chip_eventos`` row (``sent`` with
+its provider message id, or ``send_error`` with its code), its counters, the
+doctor's affinity. A WhatsApp error puts the chip in cooldown — 429 → 5 min,
+400 → 30 min, 403 → 60 min (settings) — and a 400/403 recomputes its trust at once
+(a 403 also counts as a block and starts the gradual recovery). The chip's own
+breaker (3 counted failures) never affects other chips.
 
 Not retried on another chip: a number that is not on WhatsApp (the message's
 fault), and a send that may have gone out (``maybe_sent``: the queue reconciles).
@@ -22,15 +28,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
 
-from julia.chips import lifecycle, pool, scoring, selection
+from julia.chips import credentials, lifecycle, pool, scoring, selection
 from julia.chips.circuit import chip_breaker
-from julia.core import audit, phones
+from julia.core import audit, phones, tipos
 from julia.core.app import App
 from julia.core.errors import (
     AllChipsFailed,
@@ -67,24 +73,42 @@ class Message(Protocol):
 
 @dataclass(frozen=True)
 class ChipSend:
-    """A chip chosen for a message, ready to send: its gateway and its reservation."""
+    """Who sends a message and its reservation: a registered chip (``chip``, with its
+    ``selection``), or the implicit chip of the default instance (``chip`` None).
+    ``decision`` is the rate-limit answer; when it is a denial nothing is sent."""
 
-    chip: pool.Chip
     gateway: Gateway
-    selection: selection.Selection
+    instance: str
+    decision: ratelimit.Decision
+    chip: pool.Chip | None = None
+    selection: selection.Selection | None = None
 
     @property
-    def instance(self) -> str:
-        return self.chip.instance
+    def chip_id(self) -> int | None:
+        return self.chip.id if self.chip is not None else None
 
     @property
-    def decision(self) -> ratelimit.Decision:
-        return self.selection.decision
+    def chip_key(self) -> str:
+        """What the per-chip rate limits count under."""
+        return str(self.chip.id) if self.chip is not None else f"instance:{self.instance}"
+
+    @property
+    def breakers(self) -> tuple[str, ...]:
+        """The provider's breaker (gateway down), then the chip's own (chip restricted)."""
+        provider = self.gateway.provider
+        return (provider,) if self.chip is None else (provider, f"chip:{self.chip.id}")
 
 
-def _gateway(app: App, chip: pool.Chip) -> Gateway:
+async def _gateway(app: App, chip: pool.Chip) -> Gateway:
+    return await credentials.gateway_for(app, chip.id, chip.provider, chip.instance)
 
-    return registry.gateway(app, chip.provider)
+
+def default_instance(app: App) -> tuple[Gateway, str]:
+    """The implicit chip: the default gateway and its instance from settings."""
+    gateway = registry.default_gateway(app)
+    if gateway.provider == "zapi":
+        return gateway, app.settings.zapi_instance
+    return gateway, app.settings.evolution_instance
 
 
 async def chips_present(app: App) -> bool:
@@ -98,6 +122,21 @@ async def chips_present(app: App) -> bool:
     return present
 
 
+async def _other_providers(app: App, down: set[str]) -> bool:
+    """Whether the pool has usable chips on a provider other than those ``down``
+    (cached like :func:`chips_present`)."""
+    cached = app.extensions.get("chips.providers")
+    now = app.clock.now()
+    if cached is None or cached[1] <= now:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT DISTINCT provider FROM chips WHERE status IN ('active', 'ready')"
+            )
+            cached = ({r["provider"] for r in await cur.fetchall()}, now + timedelta(seconds=5))
+        app.extensions["chips.providers"] = cached
+    return bool(cached[0] - down)
+
+
 async def provider_of(app: App, instance: str) -> str | None:
     """The provider of the chip hosted as ``instance``, or None when it is not a chip."""
     chip = await pool.by_instance(app, instance)
@@ -105,23 +144,48 @@ async def provider_of(app: App, instance: str) -> str | None:
 
 
 async def choose(
-    app: App, m: Message, *, exclude: frozenset[int] = frozenset(), tentativa: int = 1
-) -> ChipSend:
-    """Select a chip for ``m`` and reserve its slot (:class:`NoChipAvailable` if none)."""
-    sel = await selection.select(
-        app, tipo=m.tipo, telefone=m.telefone, medico_id=m.medico_id, conversa_id=m.conversa_id,
-        mensagem_id=m.id, exclude=exclude, tentativa=tentativa,
-    )  # fmt: skip
-    return ChipSend(sel.chip, _gateway(app, sel.chip), sel)
+    app: App, m: Message, *, exclude: frozenset[int] = frozenset(), tentativa: int = 1,
+    avoid: frozenset[str] = frozenset(),
+) -> ChipSend:  # fmt: skip
+    """Choose who sends ``m`` and reserve its rate-limit slots (the one place they are).
+
+    With chips registered the pool selects (:class:`NoChipAvailable` if none may send
+    now); without, the implicit chip of the default instance is taken, and a denial is
+    returned in ``decision`` (``retry_at`` None: it can never fit)."""
+    if await chips_present(app):
+        sel = await selection.select(
+            app, tipo=m.tipo, telefone=m.telefone, medico_id=m.medico_id,
+            conversa_id=m.conversa_id, mensagem_id=m.id, exclude=exclude, tentativa=tentativa,
+            avoid=avoid,
+        )  # fmt: skip
+        gateway = await _gateway(app, sel.chip)
+        return ChipSend(gateway, sel.chip.instance, sel.decision, sel.chip, sel)
+    cs = implicit(app)
+    decision = await ratelimit.take(
+        app, tipo=tipos.rate_class(m.tipo), telefone=m.telefone, chip_id=cs.chip_key
+    )
+    return replace(cs, decision=decision)
+
+
+def implicit(app: App) -> ChipSend:
+    """The implicit chip of the default instance, before any reservation."""
+    gateway, instance = default_instance(app)
+    return ChipSend(gateway, instance, ratelimit.Decision(True, "unreserved"))
 
 
 @asynccontextmanager
-async def _breakers(app: App, chip: pool.Chip) -> AsyncIterator[None]:
-    """The provider's breaker (gateway down) around the chip's own (chip restricted)."""
+async def _breakers(app: App, cs: ChipSend) -> AsyncIterator[None]:
+    """The send's breakers, outermost first (:attr:`ChipSend.breakers`)."""
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(breakers(app).get(chip.provider).guard())
-        await stack.enter_async_context(chip_breaker(app, chip.id).guard())
+        await stack.enter_async_context(breakers(app).get(cs.gateway.provider).guard())
+        if cs.chip is not None:  # with the chip threshold, not the service default
+            await stack.enter_async_context(chip_breaker(app, cs.chip.id).guard())
         yield
+
+
+def _provider_down(exc: BaseException) -> bool:
+    """The provider's own breaker refused (the gateway service is down, not the chip)."""
+    return isinstance(exc, CircuitOpen) and exc.name in pool.PROVIDERS
 
 
 def _chip_at_fault(exc: BaseException) -> bool:
@@ -145,21 +209,50 @@ async def send(
     """Send ``m`` on ``first``, falling back to other chips; returns the result and the
     chip that sent it. ``mark_started(chip_send)`` is awaited before each fallback send
     (the queue records which instance is about to send, for reconciliation)."""
+    if first.chip is None:  # the implicit chip: no other chip to fall back to
+        try:
+            async with _breakers(app, first):
+                result = await first.gateway.send_text(
+                    first.instance, phones.digits(m.telefone), m.texto
+                )
+        except Exception as exc:
+            if not _maybe_sent(exc):
+                await ratelimit.give_back(app, first.decision.ticket)
+            raise
+        return result, first
     current = first
     tried: list[int] = []
+    avoid: set[str] = set()  # providers whose service breaker refused: fail over to others
     errors: list[str] = []
     last: BaseException | None = None
     limit = app.settings.chip_max_send_attempts
     while True:
         chip = current.chip
+        assert chip is not None  # choose() returns registered chips once the pool has any
         try:
-            async with _breakers(app, chip):
+            async with _breakers(app, current):
                 result = await current.gateway.send_text(
                     chip.instance, phones.digits(m.telefone), m.texto
                 )
         except (GatewayError, CircuitOpen) as exc:
             tried.append(chip.id)
             await _failed(app, m, current, exc)
+            if _provider_down(exc) and await _other_providers(app, avoid | {chip.provider}):
+                avoid.add(chip.provider)  # e.g. evolution's breaker open: try a Z-API chip
+                try:
+                    current = await choose(
+                        app, m, exclude=frozenset(tried), tentativa=len(tried) + 1,
+                        avoid=frozenset(avoid),
+                    )  # fmt: skip
+                except NoChipAvailable:
+                    raise exc from None  # no chip elsewhere: rescheduled as before
+                if mark_started is not None:
+                    await mark_started(current)
+                log.warning(
+                    "chip.failover", mensagem_id=m.id, from_chip=chip.id,
+                    to_chip=current.chip_id, provider=chip.provider,
+                )  # fmt: skip
+                continue
             if not _chip_at_fault(exc):
                 raise
             last = exc
@@ -167,13 +260,16 @@ async def send(
             if len(tried) >= limit:
                 break
             try:
-                current = await choose(app, m, exclude=frozenset(tried), tentativa=len(tried) + 1)
+                current = await choose(
+                    app, m, exclude=frozenset(tried), tentativa=len(tried) + 1,
+                    avoid=frozenset(avoid),
+                )  # fmt: skip
             except NoChipAvailable:
                 break
             if mark_started is not None:
                 await mark_started(current)
             log.warning(
-                "chip.fallback", mensagem_id=m.id, from_chip=chip.id, to_chip=current.chip.id,
+                "chip.fallback", mensagem_id=m.id, from_chip=chip.id, to_chip=current.chip_id,
                 error=getattr(exc, "code", type(exc).__name__), tentativa=len(tried) + 1,
             )  # fmt: skip
             continue
@@ -187,37 +283,45 @@ async def send(
 
 async def _succeeded(app: App, m: Message, cs: ChipSend, result: SendResult) -> None:
     now = app.clock.now()
-    chip = cs.chip
-    async with app.pool.connection() as conn, conn.transaction():
-        # Statistics of a send the queue records durably itself: no wait for the WAL flush.
-        await conn.execute("SET LOCAL synchronous_commit = off")
-        await conn.execute(
-            "INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,"
-            " provider_message_id, midia, at) VALUES (%s, 'sent', %s, %s, %s, %s, %s, 'texto', %s)",
-            (chip.id, m.tipo, selection.is_proactive(m.tipo), m.telefone, m.id,
-             result.provider_message_id, now),
-        )  # fmt: skip
-        await conn.execute(
-            "UPDATE chips SET enviadas_total = enviadas_total + 1, last_sent_at = %s,"
-            " updated_at = %s WHERE id = %s",
-            (now, now, chip.id),
-        )
-        if m.medico_id is not None:
-            await conn.execute(
-                "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)"
-                " VALUES (%s, %s, 1, 0, %s) ON CONFLICT (medico_id, chip_id) DO UPDATE"
-                " SET enviadas = chip_afinidade.enviadas + 1, last_at = EXCLUDED.last_at",
-                (m.medico_id, chip.id, now),
-            )
-        if m.conversa_id is not None:  # a conversation stays on the chip that talks in it
-            await conn.execute(
-                "UPDATE conversas SET chip_id = %s WHERE id = %s AND chip_id IS NULL",
-                (chip.id, m.conversa_id),
-            )
-        await conn.execute(
-            "UPDATE chip_selection_log SET resultado = 'sent' WHERE id = %s",
-            (cs.selection.log_id,),
-        )
+    chip, sel = cs.chip, cs.selection
+    assert chip is not None and sel is not None
+    async with app.pool.connection() as conn:
+        await conn.execute(_SUCCEEDED, {
+            "chip": chip.id, "tipo": m.tipo, "proactive": selection.is_proactive(m.tipo),
+            "tel": m.telefone, "mid": m.id, "pid": result.provider_message_id, "now": now,
+            "medico": m.medico_id, "conversa": m.conversa_id, "log": sel.log_id,
+        })  # fmt: skip
+
+
+# What a sent message feeds, in one statement (one round trip, one transaction): its
+# event, the chip's counters, the doctor's affinity, the conversation's chip (a
+# conversation stays on the chip that talks in it), the selection log's result.
+# Statistics of a send the queue records durably itself: no wait for the WAL flush.
+_SUCCEEDED = """
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+ev AS (
+    INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,
+                              provider_message_id, midia, at)
+    SELECT %(chip)s::bigint, 'sent', %(tipo)s::text, %(proactive)s::boolean, %(tel)s::text,
+           %(mid)s::bigint, %(pid)s::text, 'texto', %(now)s::timestamptz FROM cfg
+),
+ch AS (
+    UPDATE chips SET enviadas_total = enviadas_total + 1, last_sent_at = %(now)s,
+                     updated_at = %(now)s WHERE id = %(chip)s
+),
+af AS (
+    INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)
+    SELECT %(medico)s::bigint, %(chip)s::bigint, 1, 0, %(now)s::timestamptz
+    WHERE %(medico)s::bigint IS NOT NULL
+    ON CONFLICT (medico_id, chip_id) DO UPDATE
+    SET enviadas = chip_afinidade.enviadas + 1, last_at = EXCLUDED.last_at
+),
+cv AS (
+    UPDATE conversas SET chip_id = %(chip)s
+    WHERE id = %(conversa)s::bigint AND chip_id IS NULL
+)
+UPDATE chip_selection_log SET resultado = 'sent' WHERE id = %(log)s
+"""
 
 
 def _cooldown_minutes(app: App, status: int | None) -> float | None:
@@ -229,14 +333,15 @@ def _cooldown_minutes(app: App, status: int | None) -> float | None:
 async def _failed(app: App, m: Message, cs: ChipSend, exc: BaseException) -> None:
     """Record a failed attempt on the chip; cooldown, recovery start and urgent rescore."""
     now = app.clock.now()
-    chip = cs.chip
+    chip, sel = cs.chip, cs.selection
+    assert chip is not None and sel is not None
     status = getattr(exc, "status", None) if isinstance(exc, GatewayError) else None
     code = getattr(exc, "code", None) or type(exc).__name__
     refused_by_breaker = isinstance(exc, CircuitOpen)
     if not _maybe_sent(exc):
         await ratelimit.give_back(app, cs.decision.ticket)  # the send did not happen
     if isinstance(exc, InvalidNumber):  # the number's fault, not the chip's
-        await selection.set_result(app, cs.selection.log_id, code)
+        await selection.set_result(app, sel.log_id, code)
         return
     async with app.pool.connection() as conn, conn.transaction():
         if not refused_by_breaker:  # a refusal by our breaker is not a send error
@@ -260,7 +365,7 @@ async def _failed(app: App, m: Message, cs: ChipSend, exc: BaseException) -> Non
             await conn.execute("UPDATE chips SET restricao_em = %s WHERE id = %s", (now, chip.id))
         await conn.execute(
             "UPDATE chip_selection_log SET resultado = %s WHERE id = %s",
-            (code, cs.selection.log_id),
+            (code, sel.log_id),
         )
     log.warning(
         "chip.send_failed", chip_id=chip.id, instance=chip.instance, mensagem_id=m.id,

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg import AsyncConnection
 
-from julia.core import audit, phones
+from julia.core import audit, phones, tipos
 from julia.core.app import App
 from julia.core.errors import Conflict, InvalidInput, NotFound
 from julia.core.logs import get_logger, trace_id_var
@@ -29,9 +29,8 @@ from julia.notify import alerts
 log = get_logger(__name__)
 
 CHANNEL = "julia_fila"
-TIPOS = ("resposta", "followup", "prospeccao", "campanha", "humano", "sistema")
-#: First contacts: the number is checked on WhatsApp before the first one is sent.
-PROACTIVE = frozenset({"prospeccao", "campanha"})
+#: The message types (defined once in :mod:`julia.core.tipos`; kept here by name).
+TIPOS = tipos.TIPOS
 
 COLUMNS = (
     "id, medico_id, telefone, conversa_id, campanha_id, tipo, texto, prioridade, agendar_para,"
@@ -360,6 +359,20 @@ async def claim(app: App, worker_id: str, limit: int) -> list[Mensagem]:
     return rows
 
 
+async def opted_out_doctors(
+    app: App, medico_ids: list[int], telefones: list[str]
+) -> tuple[set[int], set[str]]:
+    """Of these doctors (by id or phone), those who opted out: ``(ids, phones)``."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, telefone FROM medicos WHERE opted_out"
+            " AND (id = ANY(%s) OR telefone = ANY(%s))",
+            (medico_ids, telefones),
+        )
+        rows = await cur.fetchall()
+    return {r["id"] for r in rows}, {r["telefone"] for r in rows}
+
+
 async def mark_send_started(
     app: App, worker_id: str, routes: dict[int, tuple[str, int | None]]
 ) -> set[int]:
@@ -390,14 +403,16 @@ async def mark_send_started(
         return {r["id"] for r in await cur.fetchall()}
 
 
-async def extend_leases(app: App, worker_id: str) -> int:
-    """Push back the lease of everything this worker holds (a long batch keeps it)."""
+async def extend_leases(app: App, worker_id: str, ids: list[int] | None = None) -> int:
+    """Push back the lease of what this worker holds (a long batch keeps it): of ``ids``
+    only when given (the work still running), else of everything it holds."""
     now = app.clock.now()
     async with app.pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE fila_mensagens SET lease_ate = %s"
-            " WHERE status = 'processando' AND lease_owner = %s RETURNING id",
-            (now + timedelta(seconds=app.settings.fila_lease_s), worker_id),
+            " WHERE status = 'processando' AND lease_owner = %s"
+            " AND (%s::bigint[] IS NULL OR id = ANY(%s)) RETURNING id",
+            (now + timedelta(seconds=app.settings.fila_lease_s), worker_id, ids, ids),
         )
         return len(await cur.fetchall())
 

@@ -9,11 +9,14 @@ spoken by the sandbox gateway) and :mod:`.zapi`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
@@ -128,13 +131,77 @@ def raise_for_response(response: httpx.Response, provider: str) -> None:
     elif status == 404:
         kind = GatewayNotFound
     elif status == 429:
-        retry_after = response.headers.get("retry-after")
-        raise GatewayRateLimited(
-            text, status=status, retry_after_s=float(retry_after) if retry_after else None
-        )
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise GatewayRateLimited(text, status=status, retry_after_s=retry_after)
     else:
         kind = GatewayClientError
     raise kind(text, status=status)
+
+
+#: The longest wait a gateway's ``Retry-After`` may impose (longer ones are capped).
+RETRY_AFTER_MAX_S = 3600.0
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date
+    (RFC 9110), capped at :data:`RETRY_AFTER_MAX_S`; None when absent or unreadable.
+    Never raises: a gateway's header is outside input (``1e12``, ``inf``, junk)."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            at = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        seconds = (at - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def send_deadline_s(timeout_s: float) -> float:
+    """The hard end of one gateway call: connect (≤ 5 s) plus the read timeout. After it,
+    our side has certainly given up (:class:`HttpGateway` enforces it)."""
+    return min(5.0, timeout_s) + timeout_s
+
+
+class HttpGateway:
+    """What the HTTP adapters share: the pooled client, headers, timeouts, and ``_request``
+    (the one place an HTTP call becomes a typed answer or a :class:`GatewayError`)."""
+
+    provider = "http"
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, headers: dict[str, str], timeout_s: float
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers
+        self.timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        self.deadline_s = send_deadline_s(timeout_s)
+
+    async def _request(
+        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        with wrap_gateway_errors(self.provider):
+            try:
+                async with asyncio.timeout(self.deadline_s):  # a slow drip ends here too
+                    response = await self.http.request(
+                        method, url, json=body, headers=headers or self.headers,
+                        timeout=self.timeout,
+                    )  # fmt: skip
+            except TimeoutError as exc:
+                raise GatewayTimeout(
+                    f"{self.provider} did not answer within {self.deadline_s:g} s",
+                    maybe_sent=True,
+                ) from exc
+            raise_for_response(response, self.provider)
+            return response.json() if response.content else None
 
 
 @contextmanager

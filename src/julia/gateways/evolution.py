@@ -14,36 +14,27 @@ import httpx
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
+    HttpGateway,
     InstanceInfo,
     SendResult,
     SentRecord,
     jid_number,
-    raise_for_response,
-    wrap_gateway_errors,
 )
 
 
-class EvolutionGateway:
+class EvolutionGateway(HttpGateway):
     provider = "evolution"
 
     def __init__(
         self, http: httpx.AsyncClient, base_url: str, api_key: str | None, *, timeout_s: float = 15
     ) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"apikey": api_key or ""}
-        self.timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        super().__init__(http, base_url, {"apikey": api_key or ""}, timeout_s)
 
     async def _call(
         self, method: str, path: str, instance: str | None = None, body: Any = None
     ) -> Any:
         url = f"{self.base_url}{path}" + (f"/{quote(instance, safe='')}" if instance else "")
-        with wrap_gateway_errors(self.provider):
-            response = await self.http.request(
-                method, url, json=body, headers=self.headers, timeout=self.timeout
-            )
-            raise_for_response(response, self.provider)
-            return response.json() if response.content else None
+        return await self._request(method, url, body)
 
     async def send_text(
         self, instance: str, number: str, text: str, *, delay_ms: int | None = None

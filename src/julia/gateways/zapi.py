@@ -9,20 +9,20 @@ operator. Typing is shown through ``delayTyping`` on the send itself, so
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
+    HttpGateway,
     InstanceInfo,
     SendResult,
     SentRecord,
-    raise_for_response,
-    wrap_gateway_errors,
 )
 
 
-class ZApiGateway:
+class ZApiGateway(HttpGateway):
     provider = "zapi"
 
     def __init__(
@@ -34,22 +34,26 @@ class ZApiGateway:
         *,
         timeout_s: float = 15,
     ) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
+        super().__init__(
+            http, base_url, {"Client-Token": client_token} if client_token else {}, timeout_s
+        )
         self.tokens = tokens  # instance id -> instance token
-        self.headers = {"Client-Token": client_token} if client_token else {}
-        self.timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        #: instance id -> that instance's own Client-Token header (Z-API chips' own)
+        self.client_tokens: dict[str, dict[str, str]] = {}
         self._typing_s: dict[tuple[str, str], int] = {}
 
+    def register(self, instance: str, token: str, client_token: str | None) -> None:
+        """Add (or replace) one instance's credentials: each Z-API chip carries its own."""
+        self.tokens[instance] = token
+        if client_token:
+            self.client_tokens[instance] = {"Client-Token": client_token}
+        else:
+            self.client_tokens.pop(instance, None)
+
     async def _call(self, method: str, instance: str, action: str, body: Any = None) -> Any:
-        token = self.tokens.get(instance, "")
-        url = f"{self.base_url}/instances/{instance}/token/{token}/{action}"
-        with wrap_gateway_errors(self.provider):
-            response = await self.http.request(
-                method, url, json=body, headers=self.headers, timeout=self.timeout
-            )
-            raise_for_response(response, self.provider)
-            return response.json() if response.content else None
+        token = quote(self.tokens.get(instance, ""), safe="")
+        url = f"{self.base_url}/instances/{quote(instance, safe='')}/token/{token}/{action}"
+        return await self._request(method, url, body, self.client_tokens.get(instance))
 
     async def send_text(
         self, instance: str, number: str, text: str, *, delay_ms: int | None = None

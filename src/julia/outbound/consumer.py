@@ -90,6 +90,7 @@ async def run(app: App, stop: asyncio.Event, worker_id: str) -> None:
     gate = asyncio.Semaphore(s.worker_concurrency)
     wake = asyncio.Event()
     in_flight: set[asyncio.Task[Any]] = set()
+    send.check_lease(s)  # a lease shorter than a send's deadline would resend late sends
     lease = send.LeaseKeeper(app, worker_id)
     await maintain(app)
     side = [
@@ -110,7 +111,10 @@ async def run(app: App, stop: asyncio.Event, worker_id: str) -> None:
                     drained = True
                     break
                 if batch:
-                    task = asyncio.create_task(send.process_batch(app, worker_id, batch, gate=gate))
+                    lease.hold(m.id for m in batch)  # renewed from the claim on
+                    task = asyncio.create_task(
+                        send.process_batch(app, worker_id, batch, gate=gate, lease=lease)
+                    )
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                     task.add_done_callback(lambda t: _account(app, t))

@@ -1,61 +1,84 @@
-"""Where the queue meets the resilience primitives (:mod:`julia.resilience`).
+"""Where the send pipeline meets the resilience primitives (:mod:`julia.resilience`).
 
-The send path calls only these three functions, so what guards a send is
-visible in one place: the rate limits (a denial reschedules the message to
-when the limit frees up), the circuit breakers around the gateway call, and
-the retry delay (the shared exponential backoff with full jitter).
+Rate limits are reserved with the route (:func:`julia.chips.sending.choose`) and the
+gateway call goes through the breakers in :func:`julia.chips.sending.send`: one send
+path. What is left here: the send-time opt-out check (:func:`may_still_send`), giving
+back the slots of a message that was not sent, and the retry delay (the shared
+exponential backoff with full jitter).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from julia.core.app import App
+from julia.fila import queue
 from julia.resilience import ratelimit
-from julia.resilience.breaker import breakers
 from julia.resilience.retry import backoff_delay
 
 if TYPE_CHECKING:
     from julia.fila.queue import Mensagem
-    from julia.outbound.send import Route
-
-T = TypeVar("T")
 
 
-async def rate_limit(app: App, message: Mensagem, route: Route) -> ratelimit.Decision:
-    """Check-and-take the message's rate-limit slots (``JULIA_RATE_LIMITS_ENABLED``).
+async def may_still_send(app: App, m: Mensagem) -> bool:
+    """Whether ``m`` may still go out: checked right before its gateway call, so an
+    opt-out committed while it waited in the batch stops it (LGPD). The one send-time
+    consent check (the guardrails take it over)."""
+    return not await _optouts(app).opted_out(m.medico_id, m.telefone)
 
-    Operator (``humano``) and ``sistema`` messages count like replies: only the
-    per-chip burst limit applies to them.
-    """
-    if route.decision is not None:  # the chip pool already reserved (or found no chip)
-        return route.decision
-    tipo = message.tipo if message.tipo in ratelimit.TIPOS else "resposta"
-    return await ratelimit.take(app, tipo=tipo, telefone=message.telefone, chip_id=route.chip_key)
+
+class _OptOutProbe:
+    """Coalesces the send-time opt-out checks of concurrent sends into one query.
+
+    Each caller waits for a query that *started after it asked*, so it sees every
+    opt-out committed before its check; with ``n`` sends in flight that is at most
+    two queries in flight instead of ``n``."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.loop = asyncio.get_running_loop()
+        self.waiting: list[tuple[int | None, str, asyncio.Future[bool]]] = []
+        self.running: asyncio.Task[None] | None = None
+
+    async def opted_out(self, medico_id: int | None, telefone: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((medico_id, telefone, future))
+        if self.running is None or self.running.done():
+            self.running = asyncio.create_task(self._rounds())
+        return await future
+
+    async def _rounds(self) -> None:
+        while self.waiting:
+            round_, self.waiting = self.waiting, []
+            try:
+                ids, tels = await queue.opted_out_doctors(
+                    self.app,
+                    sorted({i for i, _, _ in round_ if i is not None}),
+                    sorted({t for _, t, _ in round_}),
+                )
+            except Exception as exc:
+                for *_, f in round_:
+                    if not f.done():
+                        f.set_exception(exc)
+                continue
+            for medico_id, telefone, f in round_:
+                if not f.done():
+                    f.set_result(medico_id in ids or telefone in tels)
+
+
+def _optouts(app: App) -> _OptOutProbe:
+    probe: _OptOutProbe | None = app.extensions.get("outbound.optout_probe")
+    if probe is None or probe.loop is not asyncio.get_running_loop():
+        probe = app.extensions["outbound.optout_probe"] = _OptOutProbe(app)
+    return probe
 
 
 async def give_back(app: App, decision: ratelimit.Decision | None) -> None:
     """Return the slots of a message that was not sent after all."""
     if decision is not None and decision.ticket is not None:
         await ratelimit.give_back(app, decision.ticket)
-
-
-async def through_breakers(app: App, route: Route, call: Callable[[], Awaitable[T]]) -> T:
-    """Run the gateway call through the route's breakers (``evolution``, later ``chip:<id>``).
-
-    An open breaker raises :class:`julia.core.errors.CircuitOpen` without calling.
-    """
-    registry = breakers(app)
-
-    async def nest(names: tuple[str, ...]) -> T:
-        if not names:
-            return await call()
-        async with registry.get(names[0]).guard():
-            return await nest(names[1:])
-
-    return await nest(route.breakers)
 
 
 def retry_delay(app: App, attempt: int, rng: random.Random | None = None) -> float:

@@ -3,14 +3,17 @@
 For each batch, in order:
 
 1. **guardrails** (at send time, :func:`julia.guardrails.rules.at_send`): opt-out or erasure →
-   ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL;
-2. **route**: which gateway instance sends it (:func:`route_for`, replaced by chips);
-3. **rate limits** (:func:`julia.outbound.guards.rate_limit`): a denial reschedules the
-   message to when the limit frees up, without spending an attempt;
+   ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL
+   (the opt-out is checked again right before each gateway call, :func:`guards.may_still_send`);
+2-3. **route and rate limits** (:func:`route_for`): the chip that sends it — with no chip
+   registered, the default instance as the pool's one implicit chip — and its rate-limit
+   slots, reserved in that one place; a denial reschedules the message to when the limit
+   frees up, without spending an attempt;
 4. **number check** for first contacts (prospeccao, campanha): Evolution's
    ``whatsappNumbers``, answer cached in Redis; not on WhatsApp → FAILED_INVALID_NUMBER;
 5. **send started**: one committed UPDATE marks the rest as being sent;
-6. **send** through the breakers, ``concurrency`` at a time;
+6. **send** through the one breaker path (:func:`julia.chips.sending.send`),
+   ``concurrency`` at a time;
 7. **finish**: one UPDATE records every outcome; then the outcome hooks run.
 """
 
@@ -19,17 +22,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from julia.chips import sending as chip_sending
-from julia.core import logs, phones
+from julia.core import logs, phones, tipos
 from julia.core.app import App
 from julia.core.errors import (
     AllChipsFailed,
     CircuitOpen,
+    ConfigError,
     GatewayError,
     GatewayRateLimited,
     InvalidNumber,
@@ -38,59 +42,42 @@ from julia.core.errors import (
 from julia.core.logs import get_logger
 from julia.core.redact import mask_phone
 from julia.fila import queue
-from julia.fila.queue import PROACTIVE, Mensagem, Result
+from julia.fila.queue import Mensagem, Result
 from julia.fila.states import Outcome, Status
 from julia.gateways import registry
-from julia.gateways.base import Gateway
+from julia.gateways.base import Gateway, send_deadline_s
 from julia.guardrails import rules as guardrails
 from julia.outbound import guards
 from julia.resilience.ratelimit import Decision
 
+if TYPE_CHECKING:
+    from julia.settings import Settings
+
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Route:
-    """Who sends a message: a gateway instance, its chip (once chips exist), its breakers."""
-
-    gateway: Gateway
-    instance: str
-    chip_id: int | None = None
-    breakers: tuple[str, ...] = ("evolution",)
-    #: Set by the chip pool: the selected chip with its reserved rate-limit slot.
-    chip_send: chip_sending.ChipSend | None = None
-    #: Set by the chip pool when no chip may send now (the message is rescheduled).
-    decision: Decision | None = None
-
-    @property
-    def chip_key(self) -> str:
-        """What the per-chip rate limits count under."""
-        return str(self.chip_id) if self.chip_id is not None else f"instance:{self.instance}"
+#: Who sends a message and its reservation: one thing (a chip, or the default instance's
+#: implicit chip), chosen and reserved in one place (:func:`julia.chips.sending.choose`).
+Route = chip_sending.ChipSend
 
 
 async def route_for(app: App, message: Mensagem) -> Route:
-    """Which instance sends this message. The one decision the chips issue replaces.
+    """Who sends this message, with its rate-limit slots reserved.
 
-    Until chips exist, the single instance from settings sends everything
-    (``JULIA_EVOLUTION_INSTANCE``, or ``JULIA_ZAPI_INSTANCE`` with ``JULIA_GATEWAY_PROVIDER=zapi``).
+    The pool selects among registered chips; with none registered, the default instance
+    (``JULIA_EVOLUTION_INSTANCE``, or ``JULIA_ZAPI_INSTANCE`` with
+    ``JULIA_GATEWAY_PROVIDER=zapi``) is the pool's one implicit chip. When nothing may send
+    now, ``route.decision`` is the denial (the message is rescheduled, or dead-lettered
+    when it can never fit).
     """
-    if await chip_sending.chips_present(app):  # the pool chooses (docs/chips.md)
-        try:
-            cs = await chip_sending.choose(app, message)
-        except NoChipAvailable as exc:
-            denied = Decision(
-                False, "chips", exc.details.get("limit") or "chips",
-                exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
-            )  # fmt: skip
-            return Route(registry.default_gateway(app), "", decision=denied)
-        return Route(
-            cs.gateway, cs.instance, cs.chip.id, (cs.chip.provider, f"chip:{cs.chip.id}"), cs,
-            cs.decision,
+    try:
+        return await chip_sending.choose(app, message)
+    except NoChipAvailable as exc:
+        denied = Decision(
+            False, "chips", exc.details.get("limit") or "chips",
+            exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
         )  # fmt: skip
-    gateway = registry.default_gateway(app)
-    if gateway.provider == "zapi":
-        return Route(gateway, app.settings.zapi_instance, breakers=("zapi",))
-    return Route(gateway, app.settings.evolution_instance, breakers=("evolution",))
+        return replace(chip_sending.implicit(app), instance="", decision=denied)
 
 
 async def gateway_for_instance(app: App, instance: str) -> Gateway:
@@ -190,17 +177,20 @@ async def numbers_on_whatsapp(app: App, route: Route, numbers: list[str]) -> dic
 class LeaseKeeper:
     """A worker's lower bound on how long it still holds what it claimed.
 
-    Every ``JULIA_FILA_LEASE_S / 3`` it pushes the leases back; a send is only
-    started while the last successful push is recent enough (a third of the lease
-    is kept as margin for clock skew). If Postgres is unreachable the pushes fail,
-    the bound runs out, and the worker stops sending: a rescuer may take over
-    without the two ever sending the same message.
+    Every ``JULIA_FILA_LEASE_S / 3`` it pushes back the leases of the work still running
+    (what was claimed and :meth:`hold`-ed, until its batch :meth:`release`-s it: a batch
+    that ended, however it ended, is never kept alive); a send is only started while the
+    last successful push is recent enough (a third of the lease is kept as margin for
+    clock skew). If Postgres is unreachable the pushes fail, the bound runs out, and the
+    worker stops sending: a rescuer may take over without the two ever sending the same
+    message.
     """
 
     def __init__(self, app: App, worker_id: str) -> None:
         self.app = app
         self.worker_id = worker_id
         self.valid_until = self._horizon()
+        self.held: set[int] = set()
 
     def _horizon(self) -> datetime:
         return self.app.clock.now() + timedelta(seconds=self.app.settings.fila_lease_s * 2 / 3)
@@ -208,10 +198,17 @@ class LeaseKeeper:
     def valid(self) -> bool:
         return self.app.clock.now() < self.valid_until
 
+    def hold(self, ids: Iterable[int]) -> None:
+        self.held.update(ids)
+
+    def release(self, ids: Iterable[int]) -> None:
+        self.held.difference_update(ids)
+
     async def extend(self) -> None:
         horizon = self._horizon()
         try:
-            await queue.extend_leases(self.app, self.worker_id)
+            if self.held:
+                await queue.extend_leases(self.app, self.worker_id, sorted(self.held))
         except Exception as exc:
             log.error("fila.lease_extend_failed", worker=self.worker_id, error=str(exc))
         else:
@@ -221,6 +218,30 @@ class LeaseKeeper:
         while True:
             await asyncio.sleep(self.app.settings.fila_lease_s / 3)
             await self.extend()
+
+
+def check_lease(settings: Settings) -> None:
+    """Refuse settings where a lease may end while its send is still in flight: the
+    rescuer would take a message whose gateway call has not ended yet (a duplicate)."""
+    deadline = send_deadline_s(settings.http_read_timeout_s)
+    if settings.fila_lease_s <= deadline:
+        raise ConfigError(
+            f"JULIA_FILA_LEASE_S ({settings.fila_lease_s:g} s) must be longer than a send's"
+            f" HTTP deadline ({deadline:g} s: connect plus JULIA_HTTP_READ_TIMEOUT_S"
+            f" {settings.http_read_timeout_s:g} s); raise the lease or lower the timeout"
+        )
+
+
+#: After a send's HTTP deadline, how long a late acceptance may take to show in the
+#: gateway's history (its own queue, clock skew) before "not there" means "not sent".
+RECONCILE_MARGIN_S = 30.0
+
+
+def reconcile_min_age_s(settings: Settings) -> float:
+    """How old an uncertain send must be before reconciliation may decide it."""
+    return max(
+        settings.fila_lease_s, send_deadline_s(settings.http_read_timeout_s) + RECONCILE_MARGIN_S
+    )
 
 
 @dataclass
@@ -272,20 +293,11 @@ async def _send_one(
 ) -> tuple[Result, SendOutcome]:
     started = time.monotonic()
     error: BaseException | None = None
-    try:
-        if route.chip_send is not None:  # the pool sends, falling back to other chips
-            sent, cs = await chip_sending.send(
-                app, m, route.chip_send, mark_started=lambda c: queue.mark_send_started(
-                    app, m.lease_owner or "", {m.id: (c.instance, c.chip.id)}),
-            )  # fmt: skip
-            route = replace(route, gateway=cs.gateway, instance=cs.instance, chip_id=cs.chip.id,
-                            chip_send=cs)  # fmt: skip
-        else:
-            sent = await guards.through_breakers(
-                app,
-                route,
-                lambda: route.gateway.send_text(route.instance, phones.digits(m.telefone), m.texto),
-            )
+    try:  # the pool sends (a registered chip falls back to the next ones)
+        sent, route = await chip_sending.send(
+            app, m, route, mark_started=lambda c: queue.mark_send_started(
+                app, m.lease_owner or "", {m.id: (c.instance, c.chip_id)}),
+        )  # fmt: skip
     except CircuitOpen as exc:
         retry_at = exc.retry_at or app.clock.now() + timedelta(
             seconds=app.settings.breaker_open_base_s
@@ -332,17 +344,78 @@ async def process_batch(
     rng: random.Random | None = None,
     lease: LeaseKeeper | None = None,
 ) -> BatchReport:
-    """Run the guardrails and the sends of one claimed batch, and record every outcome."""
+    """Run the guardrails and the sends of one claimed batch, and record every outcome.
+
+    Whatever fails inside it, every message of the batch ends in a visible state
+    (:func:`_unfinished`) and its lease is no longer renewed."""
     report = BatchReport(claimed=len(batch))
     if not batch:
         return report
     now = app.clock.now()
     results: dict[int, Result] = {}
     outcomes: list[SendOutcome] = []
+    started: set[int] = set()
+    if lease is not None:
+        lease.hold(m.id for m in batch)
+    try:
+        await _run_batch(app, worker_id, batch, results, outcomes, started, now,
+                         gate or asyncio.Semaphore(concurrency or app.settings.worker_concurrency),
+                         rng, lease)  # fmt: skip
+    except Exception as exc:  # our own bug or a dependency failing: nothing left hanging
+        log.error("fila.batch_error", worker=worker_id, error=f"{type(exc).__name__}: {exc}")
+        for m in batch:
+            if m.id not in results:
+                results[m.id] = _unfinished(m, exc, m.id in started, now)
+    finally:
+        try:
+            # shielded: a cancelled worker still records what it knows
+            await asyncio.shield(queue.finish(app, worker_id, list(results.values())))
+        finally:
+            if lease is not None:
+                lease.release(m.id for m in batch)
+    for r in results.values():
+        report.add(r.status, r.outcome)
+    await _run_hooks(app, outcomes)
+    log.info("fila.batch", worker=worker_id, **vars(report), took_s=_since(app, now))
+    return report
 
+
+class _NotChecked(Exception):
+    """The send-time consent check could not be made (Postgres unreachable)."""
+
+
+async def _consent(app: App, m: Mensagem) -> bool:
+    try:
+        return await guards.may_still_send(app, m)
+    except Exception as exc:
+        log.warning("fila.optout_check_failed", id=m.id, error=f"{type(exc).__name__}: {exc}")
+        raise _NotChecked(str(exc)) from exc
+
+
+def _unfinished(m: Mensagem, exc: BaseException, send_started: bool, now: datetime) -> Result:
+    """Where a message goes when its batch failed around it: ``incerta`` if its send may
+    have started (never resent blindly), else back to ``pendente`` without spending an
+    attempt."""
+    why = f"batch failed: {type(exc).__name__}"
+    if send_started:
+        return Result(m.id, Status.INCERTA, Outcome.OUTCOME_UNKNOWN, motivo=why,
+                      erro=str(exc)[:1000])  # fmt: skip
+    return Result(m.id, Status.PENDENTE, Outcome.RELEASED, motivo=why, erro=str(exc)[:1000],
+                  proxima=now, give_back_attempt=True)  # fmt: skip
+
+
+async def _run_batch(
+    app: App, worker_id: str, batch: Sequence[Mensagem], results: dict[int, Result],
+    outcomes: list[SendOutcome], started: set[int], now: datetime, gate: asyncio.Semaphore,
+    rng: random.Random | None, lease: LeaseKeeper | None,
+) -> None:  # fmt: skip
     def settle(m: Mensagem, result: Result, route: Route | None, err: Any = None) -> None:
         results[m.id] = result
         outcomes.append(SendOutcome(m, route, result.status, result.outcome, err, None))
+
+    def blocked_optout(m: Mensagem) -> Result:
+        return Result(m.id, Status.BLOQUEADA, Outcome.BLOCKED_OPTOUT,
+                      motivo="the doctor opted out before it was sent")  # fmt: skip
 
     # 1. the guardrails (opt-out, erasure, manual block, human control, contact cap), at send time
     blocked = await guardrails.at_send(app, worker_id, [m.id for m in batch])
@@ -354,15 +427,14 @@ async def process_batch(
         else:
             todo.append(m)
 
-    # 2-3. route and rate limits
+    # 2-3. route and rate limits (reserved with the route)
     routes: dict[int, Route] = {}
-    decisions: dict[int, Decision] = {}
     allowed: list[Mensagem] = []
     for m in todo:
         route = await route_for(app, m)
-        decision = await guards.rate_limit(app, m, route)
+        decision = route.decision
         if decision.allowed:
-            routes[m.id], decisions[m.id] = route, decision
+            routes[m.id] = route
             allowed.append(m)
         elif decision.retry_at is None:
             why = f"rate limit {decision.limit}: {decision.reason}"
@@ -376,7 +448,7 @@ async def process_batch(
     sendable: list[Mensagem] = []
     by_route: dict[tuple[int, str], list[Mensagem]] = {}
     for m in allowed:
-        if m.tipo in PROACTIVE:
+        if m.tipo in tipos.FIRST_CONTACT:
             by_route.setdefault((id(routes[m.id].gateway), routes[m.id].instance), []).append(m)
         else:
             sendable.append(m)
@@ -387,44 +459,46 @@ async def process_batch(
             if exists.get(phones.digits(m.telefone), True):
                 sendable.append(m)
             else:
-                await guards.give_back(app, decisions.pop(m.id, None))
+                await guards.give_back(app, routes[m.id].decision)
                 settle(m, Result(m.id, Status.DLQ, Outcome.FAILED_INVALID_NUMBER,
-                                 motivo="INVALID_NUMBER",
-                                 erro="not on WhatsApp (whatsappNumbers)"), route)  # fmt: skip
+                                 motivo="INVALID_NUMBER", erro="not on WhatsApp (whatsappNumbers)"),
+                       routes[m.id])  # fmt: skip
 
     # 5. the committed "send started" step: only what this worker still holds is sent
-    started = await queue.mark_send_started(
+    started |= await queue.mark_send_started(
         app, worker_id, {m.id: (routes[m.id].instance, routes[m.id].chip_id) for m in sendable}
     )
 
     # 6. send
-    gate = gate or asyncio.Semaphore(concurrency or app.settings.worker_concurrency)
-
     async def one(m: Mensagem) -> None:
         # each runs in its own task (gather), so the trace set here is this message's own
         logs.trace_id_var.set(m.trace_id)
+        route = routes[m.id]
         async with gate:
-            if lease is not None and not lease.valid():  # the lease may be gone: do not send
-                why = "lease not renewed in time; not sent"
-                result = Result(m.id, Status.PENDENTE, Outcome.RELEASED, motivo=why,
-                                proxima=now, give_back_attempt=True)  # fmt: skip
-                outcome = SendOutcome(m, routes[m.id], result.status, result.outcome, None, None)
-            else:
-                result, outcome = await _send_one(app, m, routes[m.id], rng)
+            try:
+                if lease is not None and not lease.valid():  # the lease may be gone
+                    why = "lease not renewed in time; not sent"
+                    result = Result(m.id, Status.PENDENTE, Outcome.RELEASED, motivo=why,
+                                    proxima=now, give_back_attempt=True)  # fmt: skip
+                    outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
+                elif not await _consent(app, m):  # opted out while it waited
+                    result = blocked_optout(m)
+                    outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
+                else:
+                    result, outcome = await _send_one(app, m, route, rng)
+            except _NotChecked as exc:  # the check could not run: not sent, tried again later
+                result = _unfinished(m, exc.__cause__ or exc, False, now)
+                outcome = SendOutcome(m, route, result.status, result.outcome, exc, None)
+            except Exception as exc:  # ends this message only; the others go on
+                log.error("fila.send_error", id=m.id, error=f"{type(exc).__name__}: {exc}")
+                result = _unfinished(m, exc, True, now)
+                outcome = SendOutcome(m, route, result.status, result.outcome, exc, None)
+            if result.outcome in (Outcome.RELEASED, Outcome.BLOCKED_OPTOUT):  # never sent
+                await guards.give_back(app, route.decision)
         results[m.id] = result
         outcomes.append(outcome)
-        if result.status != Status.ENVIADA and not _maybe_sent(outcome.error):
-            await guards.give_back(app, decisions.get(m.id))
 
     await asyncio.gather(*(one(m) for m in sendable if m.id in started))
-
-    # 7. record every outcome (shielded: a cancelled worker still records what it knows)
-    await asyncio.shield(queue.finish(app, worker_id, list(results.values())))
-    for r in results.values():
-        report.add(r.status, r.outcome)
-    await _run_hooks(app, outcomes)
-    log.info("fila.batch", worker=worker_id, **vars(report), took_s=_since(app, now))
-    return report
 
 
 def _maybe_sent(error: BaseException | None) -> bool:
@@ -459,10 +533,13 @@ async def reconcile(
 
     Found there (same number and text, not already another message's id) → ``enviada``;
     absent → ``pendente`` to be sent again; no history available → left for an
-    operator. Only sends started ``min_age_s`` ago (default: the lease) are looked at.
+    operator. Only sends started ``min_age_s`` ago are looked at; by default
+    (:func:`reconcile_min_age_s`) no younger than the send's own HTTP deadline plus
+    :data:`RECONCILE_MARGIN_S` (nor than the lease), so a gateway that accepts late is
+    found, not sent to again.
     """
     now = app.clock.now()
-    age = app.settings.fila_lease_s if min_age_s is None else min_age_s
+    age = reconcile_min_age_s(app.settings) if min_age_s is None else min_age_s
     async with app.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT id, telefone, texto, instancia, send_started_at FROM fila_mensagens"

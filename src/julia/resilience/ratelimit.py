@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from julia.core import audit, phones
+from julia.core import audit, phones, tipos
 from julia.core.app import App
 from julia.core.errors import InvalidInput
 from julia.core.logs import get_logger
@@ -38,13 +38,8 @@ from julia.resilience.hours import BusinessHours
 
 log = get_logger(__name__)
 
-#: Message types: whether each is proactive (under the proactive limits).
-TIPOS: dict[str, bool] = {
-    "resposta": False,
-    "prospeccao": True,
-    "followup": True,
-    "campanha": True,
-}
+#: The limiter's classes: whether each is under the proactive limits (:mod:`julia.core.tipos`).
+TIPOS: dict[str, bool] = tipos.RATE_CLASSES
 LIMITS = (
     "business_hours",
     "medico_daily",
@@ -192,7 +187,7 @@ async def take(
     lim = Limits.of(app)
     if chip_limits is not None:
         lim = replace(lim, chip_hourly=chip_limits[0], chip_daily=chip_limits[1])
-    weight = lim.campanha_weight if tipo == "campanha" else 1
+    weight = tipos.weight(tipo, lim.campanha_weight)
     gap_ms = round((rng or random).uniform(lim.gap_min_s, lim.gap_max_s) * 1000) if proactive else 0
     take_id = str(uuid.uuid4())
     args = (take_id, tipo, telefone, chip, weight, proactive, gap_ms)

@@ -14,7 +14,12 @@ Test controls under ``/_sandbox``:
 - ``GET /_sandbox/messages[?instance=&number=]``: every accepted message
   (``id, instance, number, text, time``); ``DELETE`` clears them.
 - ``POST /_sandbox/faults`` ``{"instance", "status", "error_rate", "latency_ms",
-  "disconnected"}`` (all optional; no instance = every instance); ``DELETE`` clears.
+  "disconnected", "retry_after"}`` (all optional; no instance = every instance;
+  ``retry_after`` is sent verbatim as the ``Retry-After`` header); ``DELETE`` clears.
+- ``POST /_sandbox/zapi`` ``{"instance", "token", "client_token"}``: a Z-API instance
+  the sandbox answers for, at ``/instances/{id}/token/{token}/send-text``, ``/status``
+  and ``/phone-exists/{phone}`` (Z-API's wire shapes; a wrong token or Client-Token
+  is a 401). Its accepted messages join ``/_sandbox/messages`` (``"provider": "zapi"``).
 - ``POST /_sandbox/numbers`` ``{"not_on_whatsapp": [...]}``; ``DELETE`` clears.
 - ``POST /_sandbox/incoming`` ``{"instance", "number", "text", "push_name"}``: posts
   a ``messages.upsert`` webhook (a doctor writing) to the webhook URL.
@@ -55,6 +60,8 @@ class Fault:
     error_rate: float = 1.0
     latency_ms: int = 0
     disconnected: bool = False
+    #: The ``Retry-After`` header sent with the fault's answer, verbatim.
+    retry_after: str | None = None
 
 
 @dataclass
@@ -79,13 +86,17 @@ class SandboxState:
     def fault(self, instance: str | None) -> Fault | None:
         return self.faults.get(instance) or self.faults.get(None)
 
+    #: Z-API instances the sandbox knows: instance id -> (token, Client-Token or None).
+    zapi: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
-def _error(status: int, message: Any) -> JSONResponse:
+
+def _error(status: int, message: Any, retry_after: str | None = None) -> JSONResponse:
     names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
     error = names.get(status, "Too Many Requests" if status == 429 else "Internal Server Error")
     return JSONResponse(
-        {"status": status, "error": error, "response": {"message": message}}, status_code=status
-    )
+        {"status": status, "error": error, "response": {"message": message}}, status_code=status,
+        headers={"Retry-After": retry_after} if retry_after is not None else None,
+    )  # fmt: skip
 
 
 def _digits(number: str) -> str:
@@ -144,8 +155,81 @@ def create_app(
         if fault.latency_ms:
             await asyncio.sleep(fault.latency_ms / 1000)
         if fault.status and random.random() < fault.error_rate:
-            return instance, _error(fault.status, [f"sandbox fault {fault.status}"])
+            return instance, _error(
+                fault.status, [f"sandbox fault {fault.status}"], fault.retry_after
+            )
         return instance, None
+
+    async def zapi_guard(request: Request) -> tuple[str, Response | None]:
+        """Z-API's ``/instances/{id}/token/{token}/...``: the instance's own token in the
+        path and, when it has one, its ``Client-Token`` header; then the faults."""
+        instance, token = request.path_params["instance"], request.path_params["token"]
+        action = request.url.path.rsplit("/token/", 1)[1].split("/", 1)[0]
+        state.calls[f"zapi:{action}"] = state.calls.get(f"zapi:{action}", 0) + 1
+        if request.method == "POST":
+            try:
+                request.state.body = await request.json()
+            except ValueError:
+                return instance, JSONResponse({"error": "invalid JSON body"}, status_code=400)
+        known = state.zapi.get(instance)
+        if known is None or known[0] != token:
+            return instance, JSONResponse({"error": "Instance not found"}, status_code=401)
+        if known[1] is not None and request.headers.get("client-token") != known[1]:
+            return instance, JSONResponse({"error": "null not allowed"}, status_code=401)
+        fault = state.fault(instance)
+        if fault is not None and fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if fault is not None and fault.status and random.random() < fault.error_rate:
+            return instance, _error(fault.status, [f"sandbox fault {fault.status}"],
+                                    fault.retry_after)  # fmt: skip
+        return instance, None
+
+    async def zapi_send_text(request: Request) -> Response:
+        instance, refused = await zapi_guard(request)
+        if refused is not None:
+            return refused
+        body = request.state.body
+        phone, text = str(body.get("phone") or ""), body.get("message")
+        if not phone or not text:
+            return JSONResponse({"error": "phone and message are required"}, status_code=400)
+        digits = _digits(phone)
+        if digits in state.not_on_whatsapp:
+            return JSONResponse({"error": "phone not on WhatsApp"}, status_code=400)
+        message_id = "D241" + uuid.uuid4().hex[:16].upper()
+        record = {
+            "id": message_id, "instance": instance, "number": digits, "text": text,
+            "time": datetime.now(UTC).isoformat(), "timestamp": int(time.time()),
+            "status": "PENDING", "provider": "zapi",
+        }  # fmt: skip
+        state.messages.append(record)
+        state.by_id[message_id] = record
+        return JSONResponse({"zaapId": uuid.uuid4().hex.upper(), "messageId": message_id,
+                             "id": message_id})  # fmt: skip
+
+    async def zapi_status(request: Request) -> Response:
+        instance, refused = await zapi_guard(request)
+        if refused is not None:
+            return refused
+        fault = state.fault(instance)
+        connected = not (fault is not None and fault.disconnected)
+        return JSONResponse({"connected": connected, "smartphoneConnected": connected,
+                             "error": None if connected else "You are not connected."})  # fmt: skip
+
+    async def zapi_phone_exists(request: Request) -> Response:
+        _, refused = await zapi_guard(request)
+        if refused is not None:
+            return refused
+        return JSONResponse({"exists": request.path_params["phone"] not in state.not_on_whatsapp})
+
+    async def zapi_instances(request: Request) -> Response:
+        body = await request.json()
+        try:
+            instance, token = str(body["instance"]), str(body["token"])
+        except (KeyError, TypeError):
+            return JSONResponse({"error": "instance and token are required"}, status_code=400)
+        client = body.get("client_token")
+        state.zapi[instance] = (token, str(client) if client else None)
+        return JSONResponse({"instance": instance})
 
     async def send_text(request: Request) -> Response:
         instance, refused = await guard(request)
@@ -319,7 +403,11 @@ def create_app(
         instance = request.query_params.get("instance")
         number = request.query_params.get("number")
         rows = [
-            {k: m[k] for k in ("id", "instance", "number", "text", "time", "status")}
+            {
+                k: m[k]
+                for k in ("id", "instance", "number", "text", "time", "status", "provider")
+                if k in m
+            }  # "provider" only on Z-API's: Evolution's rows stay as they were
             for m in state.messages
             if (instance is None or m["instance"] == instance)
             and (number is None or m["number"] == _digits(number))
@@ -342,6 +430,7 @@ def create_app(
                 error_rate=float(body.get("error_rate", 1.0)),
                 latency_ms=int(body.get("latency_ms", 0)),
                 disconnected=bool(body.get("disconnected", False)),
+                retry_after=str(body["retry_after"]) if body.get("retry_after") else None,
             )
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -409,6 +498,16 @@ def create_app(
             Route("/_sandbox/messages", messages, methods=["GET", "DELETE"]),
             Route("/_sandbox/calls", calls, methods=["GET"]),
             Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+            Route("/_sandbox/zapi", zapi_instances, methods=["POST"]),
+            Route(
+                "/instances/{instance}/token/{token}/send-text", zapi_send_text, methods=["POST"]
+            ),
+            Route("/instances/{instance}/token/{token}/status", zapi_status, methods=["GET"]),
+            Route(
+                "/instances/{instance}/token/{token}/phone-exists/{phone}",
+                zapi_phone_exists,
+                methods=["GET"],
+            ),
             Route("/_sandbox/numbers", numbers, methods=["POST", "DELETE"]),
             Route("/_sandbox/incoming", incoming, methods=["POST"]),
             Route("/_sandbox/ack", ack, methods=["POST"]),

@@ -105,14 +105,34 @@ async def add(
     status: Annotated[
         str | None, typer.Option("--status", help="Seed the status (default provisioned).")
     ] = None,
+    zapi_token: Annotated[
+        str | None,
+        typer.Option(
+            "--zapi-token",
+            envvar="JULIA_CHIP_ZAPI_TOKEN",
+            show_default=False,
+            help="A Z-API chip's own instance token (better from the env var).",
+        ),
+    ] = None,
+    zapi_client_token: Annotated[
+        str | None,
+        typer.Option(
+            "--zapi-client-token",
+            envvar="JULIA_CHIP_ZAPI_CLIENT_TOKEN",
+            show_default=False,
+            help="Its Client-Token, when the account has one.",
+        ),
+    ] = None,
     json_: JsonOpt = False,
     operador: OperadorOpt = None,
 ) -> None:
-    """Register a chip (a WhatsApp number hosted as a gateway instance)."""
+    """Register a chip (a WhatsApp number hosted as a gateway instance). A Z-API chip's
+    ``--instance`` is its Z-API instance id; its tokens are stored apart and never shown."""
     async with open_app() as a:
         chip = await pool.add(
             a, instance=instance, telefone=telefone, provider=provider, trust_score=trust,
-            status=status, actor=audit.Actor.of(a, operador),
+            status=status, actor=audit.Actor.of(a, operador), zapi_token=zapi_token,
+            zapi_client_token=zapi_client_token,
         )  # fmt: skip
     _render_chip(chip, json_, "added")
 

@@ -1,0 +1,182 @@
+"""The send path under a hostile or broken world (issue 12, items 1-3): an opt-out stops
+what is already queued, no error leaves a message ``processando``, a late gateway
+acceptance is never sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from julia.core.app import App
+from julia.core.clock import FrozenClock
+from julia.core.errors import ConfigError
+from julia.domain import medicos
+from julia.fila import queue
+from julia.fila.queue import NewMessage
+from julia.gateways.base import RETRY_AFTER_MAX_S, parse_retry_after
+from julia.outbound import consumer, send
+from julia.sandbox.gateway import control as sandbox
+from julia.settings import Settings
+
+PHONE = "+5511999990001"
+
+
+async def test_an_opt_out_stops_what_is_already_claimed_and_waiting(sandbox_app: App) -> None:
+    """20 messages claimed in one batch, sent one at a time at 100 ms each: after the
+    opt-out commits, at most the one already at the gateway reaches it."""
+    app = sandbox_app
+    async with app.pool.connection() as conn:
+        await conn.execute("INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr. X')", (PHONE,))
+    await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(20)])
+    sandbox(app, "/_sandbox/faults", "POST", json={"latency_ms": 100})
+    batch = await queue.claim(app, "w1", 100)
+    task = asyncio.create_task(send.process_batch(app, "w1", batch, concurrency=1))
+    for _ in range(200):
+        if len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages")) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    await medicos.optout(app, PHONE, motivo="PARE")
+    at_optout = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
+    report = await task
+    reached = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
+    assert reached <= at_optout + 1, (at_optout, reached)  # only what was in flight
+    assert report.blocked >= 20 - reached and report.sent == reached
+
+
+async def test_a_huge_retry_after_reschedules_the_batch_instead_of_killing_it(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    ids = (
+        await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(5)])
+    ).ids
+    sandbox(app, "/_sandbox/faults", "POST", json={"status": 429, "retry_after": "1e12"})
+    report = await send.process_batch(app, "w1", await queue.claim(app, "w1", 10))
+    assert report.retried == 5
+    for i in ids:
+        m = await queue.get(app, i)
+        assert m.status == "pendente" and m.lease_owner is None
+        assert m.proxima_tentativa_em <= clock.now() + timedelta(seconds=RETRY_AFTER_MAX_S)
+
+
+async def test_an_http_date_retry_after_is_a_reschedule_not_an_uncertain_send(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    clock.set(datetime.now(UTC))
+    when = format_datetime(clock.now() + timedelta(minutes=10), usegmt=True)
+    r = await queue.enqueue(app, NewMessage("x", telefone=PHONE))
+    sandbox(app, "/_sandbox/faults", "POST", json={"status": 429, "retry_after": when})
+    await send.process_batch(app, "w1", await queue.claim(app, "w1", 10))
+    m = await queue.get(app, r.id)
+    assert (m.status, m.outcome) == ("pendente", "RETRY")
+    assert m.proxima_tentativa_em >= clock.now() + timedelta(minutes=9)
+
+
+def test_retry_after_parsing_never_raises() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("120", now) == 120
+    assert parse_retry_after("1e12", now) == RETRY_AFTER_MAX_S
+    assert parse_retry_after("inf", now) == RETRY_AFTER_MAX_S
+    assert parse_retry_after("-5", now) == 0
+    assert parse_retry_after("Thu, 01 Jan 2026 00:02:00 GMT", now) == 120
+    assert parse_retry_after("Wed, 31 Dec 2025 00:00:00 GMT", now) == 0  # in the past
+    for junk in ("nan", "soon", "", "   ", None, "Mon, 99 Foo 99999 99:99:99 GMT"):
+        assert parse_retry_after(junk, now) is None
+
+
+async def test_a_bug_inside_a_batch_leaves_no_message_processando(
+    sandbox_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = sandbox_app
+    ids = (
+        await queue.enqueue_many(
+            app, [NewMessage(f"m{i}", telefone=PHONE, tipo="prospeccao") for i in range(3)]
+        )
+    ).ids
+
+    async def broken(*_: object) -> dict[str, bool]:
+        raise RuntimeError("a bug in the number check")
+
+    monkeypatch.setattr(send, "numbers_on_whatsapp", broken)
+    keeper = send.LeaseKeeper(app, "w1")
+    report = await send.process_batch(app, "w1", await queue.claim(app, "w1", 10), lease=keeper)
+    assert report.rescheduled == 3 and keeper.held == set()
+    for i in ids:
+        m = await queue.get(app, i)
+        assert (m.status, m.outcome, m.tentativas, m.lease_owner) == (
+            "pendente", "RELEASED", 0, None,
+        )  # fmt: skip
+
+
+async def test_leases_are_renewed_only_for_work_still_running(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    app = sandbox_app
+    await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(2)])
+    running, abandoned = await queue.claim(app, "w1", 10)
+    keeper = send.LeaseKeeper(app, "w1")
+    keeper.hold([running.id])
+    clock.advance(10)
+    await keeper.extend()
+    lease = timedelta(seconds=app.settings.fila_lease_s)
+    assert (await queue.get(app, running.id)).lease_ate == clock.now() + lease
+    assert (await queue.get(app, abandoned.id)).lease_ate == abandoned.lease_ate
+
+
+def test_a_lease_not_longer_than_a_send_is_refused(settings: Settings) -> None:
+    bad = settings.model_copy(update={"fila_lease_s": 9.0, "http_read_timeout_s": 15.0})
+    with pytest.raises(ConfigError, match="JULIA_FILA_LEASE_S"):
+        send.check_lease(bad)
+    send.check_lease(settings)  # the defaults: 60 s against 20 s
+
+
+async def test_the_worker_refuses_to_start_with_such_a_lease(sandbox_app: App) -> None:
+    app = sandbox_app
+    app.settings = app.settings.model_copy(update={"fila_lease_s": 9.0})
+    with pytest.raises(ConfigError, match="HTTP deadline"):
+        await consumer.run(app, asyncio.Event(), "w1")
+
+
+async def test_a_late_acceptance_is_found_by_reconciliation_not_sent_again(
+    sandbox_app: App, clock: FrozenClock
+) -> None:
+    """The lease (25 s) ran out while the send (deadline 15 s + margin) could still land:
+    reconciliation waits for the deadline and its margin before calling it not sent."""
+    app = sandbox_app
+    app.settings = app.settings.model_copy(
+        update={"fila_lease_s": 25.0, "http_read_timeout_s": 10.0}
+    )
+    r = await queue.enqueue(app, NewMessage("tarde", telefone=PHONE))
+    await queue.claim(app, "killed", 1)
+    await queue.mark_send_started(app, "killed", {r.id: ("julia", None)})
+    clock.advance(26)
+    assert (await queue.rescue(app)).uncertain == 1
+    assert (await send.reconcile(app)).as_dict() == {"sent": 0, "requeued": 0, "held": 0}
+    gw = send.registry.default_gateway(app)
+    accepted = await gw.send_text("julia", PHONE.lstrip("+"), "tarde")  # the late acceptance
+    clock.advance(send.reconcile_min_age_s(app.settings))
+    assert (await send.reconcile(app)).as_dict() == {"sent": 1, "requeued": 0, "held": 0}
+    m = await queue.get(app, r.id)
+    assert (m.status, m.provider_message_id) == ("enviada", accepted.provider_message_id)
+    assert len(sandbox(app, "/_sandbox/messages")) == 1
+
+
+async def test_when_the_consent_check_cannot_run_nothing_is_sent_and_nothing_is_uncertain(
+    sandbox_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = sandbox_app
+    r = await queue.enqueue(app, NewMessage("x", telefone=PHONE))
+    batch = await queue.claim(app, "w1", 10)
+
+    async def unreachable(*_: object) -> None:
+        raise OSError("postgres went away")
+
+    monkeypatch.setattr(queue, "opted_out_doctors", unreachable)
+    await send.process_batch(app, "w1", batch)
+    m = await queue.get(app, r.id)
+    assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)
+    assert sandbox(app, "/_sandbox/messages") == []
