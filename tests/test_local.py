@@ -51,7 +51,7 @@ def test_embedded_mode_end_to_end_through_the_cli(home: Path) -> None:
     status = json.loads(runner.invoke(cli_app, ["local", "status", "--json"], env=env).stdout)
     assert [s["running"] for s in status] == [True, True]
     result = runner.invoke(cli_app, ["local", "stop"], env=env)
-    assert result.exit_code == 0 and "postgres, redis" in result.stderr
+    assert result.exit_code == 0 and "postgres, redis" in result.stdout
     status = json.loads(runner.invoke(cli_app, ["local", "status", "--json"], env=env).stdout)
     assert [s["running"] for s in status] == [False, False]
 

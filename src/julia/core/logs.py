@@ -13,6 +13,10 @@ import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
 from typing import Any
 
 import structlog
@@ -48,6 +52,16 @@ def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     tid = trace_id_var.get()
     if tid and "trace_id" not in event:
         event["trace_id"] = tid
+    return event
+
+
+def _plain_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Times, dates, decimals and paths as text (ISO 8601), never a Python repr."""
+    for key, value in list(event.items()):
+        if isinstance(value, datetime | date | time):
+            event[key] = value.isoformat()
+        elif isinstance(value, Decimal | Path | UUID):
+            event[key] = str(value)
     return event
 
 
@@ -87,6 +101,7 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace_id,
+            _plain_values,
             _redact,
             structlog.processors.format_exc_info,
             renderer,

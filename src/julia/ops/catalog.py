@@ -139,7 +139,7 @@ async def chips_health(app: App) -> Done:
      lambda s: Every(s.chip_pool_check_interval_s))  # fmt: skip
 async def chips_pool_check(app: App) -> Done:
     r = await chip_health.pool_check(app)
-    return _report(r, int(bool(getattr(r, "alerts", None))))
+    return _report(r, r.alerts_raised)
 
 
 @job("chips_prune", "Prune chip events and selection log past 30 days (24 h counts are windowed)",

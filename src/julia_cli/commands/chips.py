@@ -150,7 +150,10 @@ async def cooldown(
         chip = await lifecycle.cooldown(
             a, chip_id, minutos=minutos, motivo=motivo, actor=audit.Actor.of(a, operador)
         )
-    _render_chip(chip, json_, f"in cooldown until {render.fmt(chip.cooldown_until)}")
+    ends = chip.cooldown_until
+    _render_chip(
+        chip, json_, f"in cooldown until {render.fmt(ends)}" if ends else "out of cooldown"
+    )
 
 
 @app.command("ban")

@@ -48,7 +48,7 @@ async def status(json_: JsonOpt = False) -> None:
         title="circuit breakers",
     )
     if any(r.backend == "local" for r in rows):
-        render.message("Redis unreachable: states shown are this process's local view only")
+        render.notice("Redis unreachable: states shown are this process's local view only")
 
 
 @app.command("history")

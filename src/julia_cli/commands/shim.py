@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from julia_cli.base import JuliaTyper, settings
+from julia_cli import render
+from julia_cli.base import JuliaTyper, daemon
 
 app = JuliaTyper(name="shim", help="The webhook shim (Evolution, Z-API, Chatwoot).")
 
@@ -20,7 +21,11 @@ def serve(
     """Serve the webhook shim (POST /webhooks/..., GET /health, /health/ready, /metrics)."""
     import uvicorn
 
-    settings()  # fail early, as one line, on invalid settings
+    daemon()  # fail early, as one line, on invalid settings; log as configured
+    render.notice(
+        f"shim listening on http://{host}:{port} ({workers} process(es)): POST /webhooks/...,"
+        " GET /health, /health/ready, /metrics"
+    )
     uvicorn.run(
         "shim.app:app_from_env",
         factory=True,

@@ -16,15 +16,14 @@ async def info(json_: JsonOpt = False) -> None:
     if json_:
         render.print_json(data)
         return
-    c = render.console
-    c.print(f"[bold]Júlia[/bold] {data['version']}  (home: {data['home']})")
+    render.message(f"Júlia {data['version']}  (home: {data['home']})")
     for name in ("database", "redis"):
         kind = "embedded" if data[name]["embedded"] else "external"
-        c.print(f"{name:9} {data[name]['url']}  [dim]({kind})[/dim]", highlight=False)
+        render.message(f"{name:9} {data[name]['url']}  ({kind})")
     m = data["migrations"]
-    c.print(f"migrations: {len(m['applied'])} applied, {len(m['pending'])} pending")
+    render.message(f"migrations: {len(m['applied'])} applied, {len(m['pending'])} pending")
     for name in m["pending"]:
-        c.print(f"  pending: {name}")
+        render.message(f"  pending: {name}")
 
 
 config_app = JuliaTyper(name="config", help="Show the effective configuration.")
