@@ -150,21 +150,31 @@ def mask(phone: str | None) -> str:
     return mask_phone(phone)
 
 
-_PHONE_KEY = re.compile(r"(?i)(phone|telefone|remote_?jid|number|numero|sender|from|to|chatid)")
+_PHONE_KEYS = frozenset({"phone", "telefone", "remotejid", "remote_jid", "number", "numero",
+                         "sender", "from", "to", "chatid", "chat_id", "participant",
+                         "phone_number", "jid", "wid", "owner", "connectedphone"})  # fmt: skip
 _SECRET_KEY = re.compile(r"(?i)(apikey|api_key|token|secret|password|authorization|signature)")
-_LONG_DIGITS = re.compile(r"\+?\d{10,15}")
+_TIME_KEY = re.compile(r"(?i)(time|stamp|moment|date|_at$)")
+#: A full number: 55 + DDD + 8 or 9 digits, or any 10-15 digits under a phone key.
+_FULL_NUMBER = re.compile(r"(?<!\d)\+?\d{12,13}(?!\d)")
+_ANY_NUMBER = re.compile(r"(?<!\d)\+?\d{10,15}(?!\d)")
 
 
 def mask_payload(data: Any, key: str = "") -> Any:
-    """A stored payload for display: keys and phone numbers masked (the row is unchanged)."""
+    """A stored payload for display: keys, tokens and phone numbers masked (the stored row
+    is unchanged; ``--json`` of ``inbox show`` is masked the same way)."""
     if isinstance(data, Mapping):
         return {k: mask_payload(v, str(k)) for k, v in data.items()}
     if isinstance(data, list):
         return [mask_payload(v, key) for v in data]
+    phone_key = key.lower() in _PHONE_KEYS
     if isinstance(data, str):
         if _SECRET_KEY.search(key):
             return mask_secret(data)
-        return _LONG_DIGITS.sub(lambda m: mask_phone(m.group()), data)
-    if isinstance(data, int) and not isinstance(data, bool) and _PHONE_KEY.search(key):
+        if _TIME_KEY.search(key) and not phone_key:
+            return data
+        pattern = _ANY_NUMBER if phone_key else _FULL_NUMBER
+        return pattern.sub(lambda m: mask_phone(m.group()), data)
+    if isinstance(data, int) and not isinstance(data, bool) and phone_key:
         return mask_phone(str(data)) if len(str(data)) >= 10 else data
     return data

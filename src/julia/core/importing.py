@@ -79,10 +79,11 @@ def validate_rows(
     parse: Callable[[dict[str, str]], T],
     *,
     key: Callable[[T], object] | None = None,
-    skip_invalid: bool,
+    skip_invalid: bool | None,
     progress: Progress | None = None,
 ) -> tuple[list[tuple[int, T]], list[RowError]]:
-    """Parse every row; duplicates by ``key`` within the file are errors too."""
+    """Parse every row; duplicates by ``key`` within the file are errors too.
+    ``skip_invalid=None``: all or nothing, and the caller has no --skip-invalid to offer."""
     good: list[tuple[int, T]] = []
     errors: list[RowError] = []
     seen: dict[object, int] = {}
@@ -105,7 +106,7 @@ def validate_rows(
         if progress and i % 1000 == 0:
             progress(i, total)
     if errors and not skip_invalid:
-        raise ImportRejected(str(path), errors)
+        raise ImportRejected(str(path), errors, skippable=skip_invalid is not None)
     return good, errors
 
 

@@ -16,8 +16,8 @@ from contextvars import ContextVar
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from uuid import UUID
 from typing import Any
+from uuid import UUID
 
 import structlog
 
