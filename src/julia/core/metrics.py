@@ -121,6 +121,10 @@ RATE_LIMIT_DENIALS = Counter(
     "julia_rate_limit_denials_total", "Outbound messages held back by a rate limit.", ["limit"]
 )
 WORKERS_ALIVE = Gauge("julia_workers_alive", "Workers whose heartbeat is fresh.")
+REDIS_MEMORY = Gauge(
+    "julia_redis_used_memory_bytes", "Memory Redis reports in use (INFO memory used_memory)."
+)
+REDIS_MAXMEMORY = Gauge("julia_redis_maxmemory_bytes", "Redis maxmemory (0: no limit configured).")
 
 # --- resilience (counted in julia.resilience.breaker and .ratelimit) ---------------------
 #: Numeric value of each breaker state in ``julia_circuit_state``.

@@ -19,6 +19,10 @@ class OpsSettings(BaseSettings):
     worker_metrics_port: int = Field(
         default=9101, ge=0, description="Port of the worker's Prometheus metrics (0: off)."
     )
+    worker_metrics_refresh_s: float = Field(
+        default=15.0, gt=0,
+        description="Seconds between a worker's refreshes of the shared-state gauges it serves.",
+    )  # fmt: skip
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the worker's and scheduler's metrics bind to."
     )
