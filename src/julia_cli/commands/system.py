@@ -102,5 +102,12 @@ def local_status(json_: JsonOpt = False) -> None:
 @local_app.command("stop")
 def local_stop() -> None:
     """Stop the embedded servers (they start again on next use)."""
-    stopped = local.stop(settings().home)
+    home = settings().home
+    clients = local.postgres_clients(home)
+    if clients:
+        render.notice(
+            f"warning: {clients} client connection(s) on the embedded PostgreSQL (a shim,"
+            " worker or scheduler?): they fail until the servers start again"
+        )
+    stopped = local.stop(home)
     render.message("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
