@@ -243,3 +243,13 @@ def test_every_secret_is_masked_in_config_show_and_info(
     ).masked()
     assert "SEKRITPART" not in json.dumps(direct, default=str)
     assert direct["database_url"].startswith("postgresql://julia:****@db.example.com")
+
+
+def test_shim_serve_says_where_it_listens(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    r = cli("shim", "serve", "--port", "8123")
+    assert r.exit_code == 0 and seen["port"] == 8123
+    assert "shim listening on http://127.0.0.1:8123" in r.stderr and r.stdout == ""
