@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import psycopg
+
 from julia.core import logs, metrics
 from julia.core.app import App
-from julia.ops import health
+from julia.ops import health, overview
 from julia.outbound import send
 
 log = logs.get_logger(__name__)
@@ -30,6 +32,12 @@ async def refresh(app: App) -> None:
     alive = await health.live_worker_count(app)
     if alive is not None:
         metrics.WORKERS_ALIVE.set(alive)
+    with contextlib.suppress(health.NotAvailable):
+        stats = await health.queue_stats(app)
+        metrics.QUEUE_OLDEST_DUE.set(float(stats.get("oldest_pending_age_s") or 0.0))
+    with contextlib.suppress(psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        waiting = await overview.handoffs_waiting(app, limit=1)
+        metrics.HANDOFFS_WAITING.set(waiting["count"])
     with contextlib.suppress(Exception):  # Redis down: the gauge keeps its last value
         mem = await app.redis.info("memory")
         metrics.REDIS_MEMORY.set(float(mem.get("used_memory", 0)))
