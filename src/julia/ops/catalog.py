@@ -17,7 +17,7 @@ from julia.fila import queue
 from julia.inbox import consumer as inbox_consumer
 from julia.notify import alerts
 from julia.notify.alerts import Raised
-from julia.ops import gauges, monitors, overview
+from julia.ops import gauges, monitors, overview, retention
 from julia.ops.jobs.registry import At, Done, Every, job
 from julia.outbound import send
 from julia.resilience import ratelimit
@@ -70,6 +70,13 @@ async def interacoes_partitions(app: App) -> Done:
         )
         row = await cur.fetchone()
     return Done(int(row["n"]) if row else 0)
+
+
+@job("retention", "Prune raw payloads, finished queue rows, selection logs, job runs;"
+     " detach old interacoes partitions", lambda s: At(s.retention_at))  # fmt: skip
+async def retention_job(app: App) -> Done:
+    report = await retention.run(app)
+    return Done(report.total, report.as_dict())
 
 
 # --- outbound queue --------------------------------------------------------------------
