@@ -116,14 +116,17 @@ def test_inbox_text_with_markup_and_show_masks_the_payload(cli: Any, settings: S
     listed = cli("inbox", "list")
     assert listed.exit_code == 0, listed.output
     assert "[/x]" in listed.stdout
-    for args in (["inbox", "show", str(mid)], ["inbox", "show", str(mid), "--json"]):
-        shown = cli(*args)
-        assert shown.exit_code == 0, shown.output
-        assert "556481140676" not in shown.stdout and "556492469875" not in shown.stdout
-        assert "493ED0BEB1A8-47F2-A6EE-731DBFDB99D2" not in shown.stdout
-        assert "[/x]" in shown.stdout
+    shown = cli("inbox", "show", str(mid))
+    assert shown.exit_code == 0, shown.output
+    assert "556481140676" not in shown.stdout and "556492469875" not in shown.stdout
+    assert "493ED0BEB1A8-47F2-A6EE-731DBFDB99D2" not in shown.stdout
+    assert "[/x]" in shown.stdout
     data = json.loads(cli("inbox", "show", str(mid), "--json").stdout)
     assert data["payload"]["event"] == "messages.upsert"  # the shape stays, values masked
+    payload = json.dumps(data["payload"])
+    assert "556481140676" not in payload and "556492469875" not in payload
+    assert "493ED0BEB1A8-47F2-A6EE-731DBFDB99D2" not in payload
+    assert data["telefone"] == "+5564981140676"  # --json keeps the row's own number
     with psycopg.connect(Settings.secret(settings.database_url) or "") as conn:
         row = conn.execute("SELECT payload FROM mensagens_recebidas WHERE id = %s", (mid,))
         stored = row.fetchone()
@@ -253,3 +256,28 @@ def test_shim_serve_says_where_it_listens(cli: Any, monkeypatch: pytest.MonkeyPa
     r = cli("shim", "serve", "--port", "8123")
     assert r.exit_code == 0 and seen["port"] == 8123
     assert "shim listening on http://127.0.0.1:8123" in r.stderr and r.stdout == ""
+
+
+def test_a_terminal_table_folds_long_values_instead_of_cutting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    from julia_cli import render
+
+    out = io.StringIO()
+    monkeypatch.setattr(
+        render, "console", Console(file=out, width=80, force_terminal=True, color_system=None)
+    )
+    reason = "manutencao-programada-do-gateway-evolution-na-madrugada-de-terca"
+    render.table(
+        [{"at": datetime(2026, 12, 1, 11, tzinfo=UTC), "reason": reason, "id": 123456789}],
+        ["at", "reason", "id"],
+        title="history",
+    )
+    text = out.getvalue()
+    assert "…" not in text and "123456789" in text
+    assert "2026-12-01 08:00:00" in text  # business time, labelled
+    assert "times in America/Sao_Paulo" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "manutencao-programada-do-gateway" in text and "madrugada-de-terca" in text

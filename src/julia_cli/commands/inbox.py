@@ -46,11 +46,14 @@ async def show(message_id: IdArg, json_: JsonOpt = False) -> None:
     """Show one inbound message with its raw payload (phones and keys masked)."""
     async with open_app() as a:
         row = await inbox.get(a, message_id, with_payload=True)
-    shown = {k: render.mask_payload(v, k) if k != "telefone" else render.mask(v)
-             for k, v in row.items()}  # fmt: skip
+    # The payload is masked for display and --json alike (it holds the gateway's apikey
+    # and numbers); --json keeps the row's own telefone whole, as every --json does.
+    shown = {k: render.mask_payload(v, k) if k == "payload" else v for k, v in row.items()}
     if json_:
         render.print_json(shown)
         return
+    shown = {k: render.mask_payload(v, k) for k, v in shown.items()}  # remote_jid, keys...
+    shown["telefone"] = render.mask(row.get("telefone"))
     render.message(f"({render.tz_label()})")
     for key, value in shown.items():
         render.field(key, value)
