@@ -184,6 +184,12 @@ async def _handle(
             status_code=status,
         )  # fmt: skip
     else:
+        # One line per accepted webhook, under its trace id: a trace is followed from here
+        # to the turn and the send (docs/operations.md).
+        log.info(
+            "webhook.accepted", provider=provider, status=result.status, reason=result.reason,
+            events=len(events), stored=result.stored, duplicates=result.duplicates,
+        )  # fmt: skip
         return JSONResponse(result.as_dict()), events, result.reason or result.status
     return response, events, str(response.status_code)
 

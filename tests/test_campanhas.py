@@ -331,4 +331,4 @@ def test_cli_contract_json_keys(database_url: str, cli: Any) -> None:
     rows = json.loads(cli("campanha", "listar", "--json").stdout)
     assert rows[0]["id"] == cid and rows[0]["status"] == "cancelada"
     human = cli("campanha", "status", str(cid))
-    assert "cancelled 4" in human.stderr
+    assert "cancelled 4" in human.stdout

@@ -257,3 +257,34 @@ async def test_every_operator_action_has_an_audit_row(app: App) -> None:
         "chips.banned",
     ]  # fmt: skip
     assert {r["operador"] for r in rows} == {"ana"}
+
+
+async def test_two_moves_in_the_window_queue_one_new_number_message(
+    app: App, clock: FrozenClock
+) -> None:
+    """Demote chip 1 (→ chip 3), then ban chip 3 (→ chip 2): one continuation message,
+    still queued, sent by whichever chip holds the conversation; none once one was sent."""
+    c1 = await pool.add(app, instance="c1", telefone="11999990001", status="active")
+    c2 = await pool.add(app, instance="c2", telefone="11999990002", status="active",
+                        trust_score=60)  # fmt: skip
+    c3 = await pool.add(app, instance="c3", telefone="11999990003", status="active",
+                        trust_score=70)  # fmt: skip
+    _, conversa = await _medico_with_conversa(app, "+5511988880001", c1.id, clock.now())
+    first = await lifecycle.demote(app, c1.id, motivo="health")
+    [held_by] = [m["to_chip"] for m in first.migrated]
+    assert held_by in (c2.id, c3.id)
+    clock.advance(seconds=6)
+    second = await lifecycle.ban(app, held_by, motivo="banned")
+    [now_on] = [m["to_chip"] for m in second.migrated]
+    assert now_on in (c2.id, c3.id) and now_on != held_by
+    fila = await _rows(app, "SELECT id, conversa_id, status FROM fila_mensagens")
+    assert len(fila) == 1 and fila[0]["conversa_id"] == conversa
+    assert second.migrated[0]["continuacao_id"] == fila[0]["id"]
+    conv = await _rows(app, "SELECT chip_id FROM conversas WHERE id = %s", conversa)
+    assert conv == [{"chip_id": now_on}]  # the selection prefers the conversation's chip
+    async with app.pool.connection() as conn:
+        await conn.execute("UPDATE fila_mensagens SET status = 'enviada', enviada_em = now()")
+    await pool.add(app, instance="c4", telefone="11999990004", status="active", trust_score=65)
+    third = await lifecycle.demote(app, now_on, motivo="health")
+    assert third.migrated[0]["continuacao_id"] is None
+    assert len(await _rows(app, "SELECT id FROM fila_mensagens")) == 1

@@ -106,9 +106,9 @@ async def test_500_on_every_call_backs_off_then_dead_letters_then_replay_sends_o
         sys.executable, "-m", "julia_cli", "fila", "dlq", "replay", str(r.id), "--operador", "ana",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, err = await proc.communicate()
+    out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    assert "replayed 1 message(s)" in err.decode()
+    assert "replayed 1 message(s)" in out.decode()  # the answer is on stdout
     m = await queue.get(sandbox_app, r.id)
     assert (m.status, m.tentativas, m.motivo) == ("pendente", 0, "replayed by ana")
     # the evolution breaker opened during the outage: wait it out like a worker would

@@ -202,3 +202,34 @@ async def test_zapi_errors_map_the_same_way() -> None:
         gw = ZApiGateway(http, "https://api.z-api.io", {"I": "T"}, None)
         with pytest.raises(GatewayForbidden, match="null not allowed"):
             await gw.send_text("I", "5511999990001", "oi")
+
+
+async def test_an_unreachable_gateway_error_names_where_it_went() -> None:
+    """A worker pointed at the wrong port says which URL it tried (host and port only: a
+    Z-API path carries its token)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(GatewayNetworkError) as info:
+            await EvolutionGateway(http, f"http://127.0.0.1:{port}", "KEY").send_text(
+                "julia", "5511999990001", "oi"
+            )
+        assert f"http://127.0.0.1:{port}" in str(info.value)
+        with pytest.raises(GatewayNetworkError) as info:
+            await ZApiGateway(http, f"http://127.0.0.1:{port}", {"I": "TOK1SECRET"}, "C").send_text(
+                "I", "5511999990001", "oi"
+            )
+        assert f"127.0.0.1:{port}" in str(info.value) and "TOK1SECRET" not in str(info.value)
+
+
+def test_the_default_evolution_url_is_the_sandbox_gateway() -> None:
+    import inspect
+
+    from julia.settings import Settings
+    from julia_cli.commands import sandbox
+
+    port = inspect.signature(sandbox.gateway_).parameters["port"].default
+    assert Settings.model_fields["evolution_url"].default == f"http://127.0.0.1:{port}"

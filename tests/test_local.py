@@ -50,8 +50,10 @@ def test_embedded_mode_end_to_end_through_the_cli(home: Path) -> None:
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0  # type: ignore[index]
     status = json.loads(runner.invoke(cli_app, ["local", "status", "--json"], env=env).stdout)
     assert [s["running"] for s in status] == [True, True]
-    result = runner.invoke(cli_app, ["local", "stop"], env=env)
-    assert result.exit_code == 0 and "postgres, redis" in result.stderr
+    with psycopg.connect(local.ensure_postgres(home)):  # a running shim's connection
+        result = runner.invoke(cli_app, ["local", "stop"], env=env)
+    assert result.exit_code == 0 and "postgres, redis" in result.stdout
+    assert "warning: 1 client connection(s)" in result.stderr  # not stopped without a word
     status = json.loads(runner.invoke(cli_app, ["local", "status", "--json"], env=env).stdout)
     assert [s["running"] for s in status] == [False, False]
 

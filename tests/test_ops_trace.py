@@ -81,6 +81,8 @@ async def test_one_trace_id_from_webhook_to_turn_to_send(
     lines = [line for line in json_logs() if line.get("trace_id") == trace]
     events = [line["event"] for line in lines]
     assert "inbox.turn" in events and "fila.enqueued" in events, events
+    assert events[0] == "webhook.accepted"  # the trace starts at the shim, in its logs
+    assert lines[0]["provider"] == "evolution" and lines[0]["stored"]
     sent = [line for line in lines if line["event"] == "fila.sent"]
     assert [line["id"] for line in sent] == [reply.id]  # the other doctor's send is not ours
     assert sent[0]["telefone"] == "5511...4321"  # masked, never the full number

@@ -27,7 +27,7 @@ def test_circuits_open_status_history_reset(cli, database_url: str) -> None:  # 
     assert r.exit_code == 0 and "circuit breakers" in r.stdout
     r = cli("circuits", "reset", "chip:12", "--operador", "bia")
     assert r.exit_code == 0, r.output
-    assert "forced_open → closed" in r.stderr
+    assert "forced_open → closed" in r.stdout
     r = cli("circuits", "history", "chip:12", "--hours", "1", "--json")
     hist = json.loads(r.stdout)
     assert [(h["from_state"], h["to_state"], h["operador"]) for h in hist] == [

@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from julia_cli.render import fmt
+from julia_cli.render import fmt, local_time
 
 _BARS = "▁▂▃▄▅▆▇█"
 _STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "red", "forced_open": "red",
@@ -71,7 +71,7 @@ def _workers(view: dict[str, Any]) -> Panel:
         t.add_column(col)
     for w in rows:
         style = {"alive": "green", "dead": "bold red", "stopped": "dim"}.get(w["state"], "")
-        t.add_row(w["id"], Text(w["state"], style=style), f"{w['age_s']:.0f} s ago",
+        t.add_row(Text(w["id"]), Text(w["state"], style=style), f"{w['age_s']:.0f} s ago",
                   str(w["processed"]), str(w["failed"]))  # fmt: skip
     if not rows:
         t.add_row(Text("no worker", style="bold red"), "", "", "", "")
@@ -88,7 +88,7 @@ def _chips(view: dict[str, Any]) -> Panel:
     for c in rows:
         level = Text(f"{c['trust_score']} {c['trust_level']}",
                      style=_LEVEL_STYLE.get(c["trust_level"], ""))  # fmt: skip
-        t.add_row(str(c["id"]), c["telefone"], c["status"], level,
+        t.add_row(str(c["id"]), Text(c["telefone"]), Text(c["status"]), level,
                   Text(c["circuit"], style=_STATE_STYLE.get(c["circuit"], "")),
                   str(c["sent_24h"]), str(c["errors_24h"]))  # fmt: skip
     return Panel(t, title=f"chips ({len(rows)})", title_align="left")
@@ -116,9 +116,10 @@ def _alerts(view: dict[str, Any]) -> Panel:
     for a in view.get("alerts") or []:
         when = a["created_at"]
         repeats = f" (×{a['repeats'] + 1})" if a["repeats"] else ""
-        t.add_row(when.strftime("%H:%M:%S") if isinstance(when, datetime) else str(when),
+        t.add_row(local_time(when).strftime("%H:%M:%S") if isinstance(when, datetime)
+                  else str(when),
                   Text(a["severity"], style=_SEVERITY_STYLE.get(a["severity"], "")),
-                  a["kind"], a["message"] + repeats)  # fmt: skip
+                  Text(a["kind"]), Text(a["message"] + repeats))  # fmt: skip
     if not view.get("alerts"):
         t.add_row("", "", "", Text("no alerts", style="dim"))
     return Panel(t, title="recent alerts", title_align="left")
@@ -135,11 +136,13 @@ def _handoffs(view: dict[str, Any]) -> Panel:
     return Panel(Group(*lines), title="handoffs waiting", title_align="left")
 
 
-def render_top(view: dict[str, Any]) -> RenderableType:
-    """The whole dashboard for one overview (see :func:`julia.ops.overview.overview`)."""
+def render_top(view: dict[str, Any], *, live: bool = True) -> RenderableType:
+    """The whole dashboard for one overview (see :func:`julia.ops.overview.overview`);
+    ``live`` adds the how-to-quit hint (not on a ``--once`` frame)."""
     at = view.get("at")
-    header = Text(f"Júlia · {at:%Y-%m-%d %H:%M:%S %Z}" if isinstance(at, datetime) else "Júlia",
-                  style="bold")  # fmt: skip
-    header.append("   q or Ctrl-C to quit", style="dim")
+    header = Text(f"Júlia · {local_time(at):%Y-%m-%d %H:%M:%S %Z}" if isinstance(at, datetime)
+                  else "Júlia", style="bold")  # fmt: skip
+    if live:
+        header.append("   q or Ctrl-C to quit", style="dim")
     return Group(header, _queue(view), _workers(view), _chips(view), _circuits(view),
                  _alerts(view), _handoffs(view))  # fmt: skip

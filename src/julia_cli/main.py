@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from julia import __version__
-from julia_cli.base import JuliaTyper, state
+from julia_cli.base import JuliaGroup, JuliaTyper, state
 from julia_cli.commands import campanha as campanha_cmd
 from julia_cli.commands import chat as chat_cmd
 from julia_cli.commands import chips as chips_cmd
@@ -28,6 +28,7 @@ from julia_cli.commands import worker as worker_cmd
 app = JuliaTyper(
     name="julia",
     help="Júlia: the AI recruiter's operations console.",
+    cls=JuliaGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -44,10 +45,23 @@ def root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors (anywhere on the line).")
+    ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="Show info logs on stderr (-vv: debug). Default: warnings and errors only.",
+        ),
+    ] = 0,
 ) -> None:
     """Júlia's operations console."""
     state.debug = debug
+    state.verbose = verbose
+    state.daemon = False
     state.settings = None  # read afresh for every invocation
 
 

@@ -69,7 +69,8 @@ async def record_connection(app: App, chip: pool.Chip, state: str, at: datetime)
             {"c": connected, "s": state[:100], "at": at, "id": chip.id},
         )
     if chip.connected is not connected:
-        log.warning(
+        # Connecting is good news (info); losing the connection is the warning.
+        (log.info if connected else log.warning)(
             "chip.connection_changed", chip_id=chip.id, instance=chip.instance, state=state,
             connected=connected,
         )  # fmt: skip

@@ -4,7 +4,10 @@ Each conversation keeps its row (and so its history, summary and context) and on
 changes ``conversas.chip_id``; the move is a ``chip_migrations`` row; the doctor's
 affinity moves to the new chip; a conversation with activity in the last
 ``JULIA_CHIP_MIGRATION_RECENT_H`` hours gets a continuation message queued, which
-the selection sends from the conversation's new chip.
+the selection sends from the conversation's new chip. A doctor gets one such message
+per ``JULIA_CHIP_MIGRATION_NOTICE_WINDOW_H``: a second move in the window (chip 1 → 3,
+then 3 → 2) keeps the one still queued — the selection sends it from the chip that
+holds the conversation when it goes out — and queues none after one was sent.
 """
 
 from __future__ import annotations
@@ -140,8 +143,21 @@ async def _move_one(
 async def _schedule_continuation(
     app: App, conn: AsyncConnection[Any], v: dict[str, Any], migration_id: int, now: datetime
 ) -> int | None:
-    """Queue the continuation message in the caller's transaction (once per move)."""
-
+    """Queue the continuation message in the caller's transaction: at most one per doctor
+    in the notice window (an earlier one still queued or already sent stands)."""
+    since = now - timedelta(hours=app.settings.chip_migration_notice_window_h)
+    cur = await conn.execute(
+        "SELECT id, status FROM fila_mensagens WHERE medico_id = %s AND created_at >= %s"
+        " AND idempotency_key LIKE 'chip-migration:%%'"
+        " AND status IN ('pendente', 'processando', 'enviada', 'incerta')"
+        " ORDER BY id DESC LIMIT 1",
+        (v["medico_id"], since),
+    )
+    earlier = await cur.fetchone()
+    if earlier is not None:
+        log.info("chip.continuation_kept", medico_id=v["medico_id"], mensagem_id=earlier["id"],
+                 status=earlier["status"])  # fmt: skip
+        return int(earlier["id"]) if earlier["status"] == "pendente" else None
     queued = await enqueue(
         app,
         NewMessage(

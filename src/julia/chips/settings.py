@@ -135,6 +135,10 @@ class ChipsSettings(BaseSettings):
     chip_migration_recent_h: float = Field(
         default=24, ge=0, description="Migrated conversations active this recently get a message."
     )
+    chip_migration_notice_window_h: float = Field(
+        default=24, ge=0,
+        description="A doctor gets at most one 'new number' message in this many hours.",
+    )  # fmt: skip
     chip_migration_texto: str = Field(
         default="Oi! Aqui é a Júlia. A partir de agora falo com você por este número, "
         "tudo bem? Seguimos de onde paramos.",

@@ -112,12 +112,12 @@ class RowError:
 class ImportRejected(InvalidInput):
     """The file has invalid rows; nothing was imported."""
 
-    def __init__(self, path: str, errors: list[RowError]) -> None:
+    def __init__(self, path: str, errors: list[RowError], *, skippable: bool = True) -> None:
         shown = "; ".join(f"line {e.line}: {e.reason}" for e in errors[:20])
         more = f"; and {len(errors) - 20} more" if len(errors) > 20 else ""
+        hint = " (use --skip-invalid to import the rest)" if skippable else " (fix them and retry)"
         super().__init__(
-            f"{path}: {len(errors)} invalid row(s), nothing imported "
-            f"(use --skip-invalid to import the rest): {shown}{more}"
+            f"{path}: {len(errors)} invalid row(s), nothing imported{hint}: {shown}{more}"
         )
         self.errors = errors
 

@@ -109,12 +109,13 @@ def validate_rows(
     *,
     key: Callable[[T], object] | None = None,
     unique: Mapping[str, Callable[[T], object | None]] | None = None,
-    skip_invalid: bool,
+    skip_invalid: bool | None,
     progress: Progress | None = None,
 ) -> tuple[list[tuple[int, T]], list[RowError]]:
     """Parse every row; duplicates within the file are errors too: by ``key``, and by each
     of ``unique`` (name → key; a None key is not compared). A parser's unexpected
-    exception is still a named line (``ValueError: ...``), never a failed import."""
+    exception is still a named line (``ValueError: ...``), never a failed import.
+    ``skip_invalid=None``: all or nothing, and the caller has no --skip-invalid to offer."""
     good: list[tuple[int, T]] = []
     errors: list[RowError] = []
     checks: dict[str, Callable[[T], object | None]] = dict(unique or {})
@@ -142,7 +143,7 @@ def validate_rows(
         if progress and i % 1000 == 0:
             progress(i, total)
     if errors and not skip_invalid:
-        raise ImportRejected(str(path), errors)
+        raise ImportRejected(str(path), errors, skippable=skip_invalid is not None)
     return good, errors
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from julia.core.errors import LocalServerError
 
 _INSTALL_HINT = "install the embedded servers with: pip install 'julia[local]'"
@@ -211,6 +213,23 @@ def stop_redis(home: Path) -> bool:
 
 def status(home: Path) -> list[LocalServer]:
     return [postgres_status(home), redis_status(home)]
+
+
+def postgres_clients(home: Path) -> int:
+    """Other sessions on the embedded PostgreSQL (a shim, worker or scheduler using it);
+    0 when it is not running or cannot be asked."""
+    pid = _pg_pid(home)
+    if not _alive(pid):
+        return 0
+    try:
+        with psycopg.connect(ensure_postgres(home), connect_timeout=3) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                " AND pid <> pg_backend_pid()"
+            ).fetchone()
+    except Exception:
+        return 0
+    return int(row[0]) if row else 0
 
 
 def stop(home: Path) -> list[str]:

@@ -15,7 +15,11 @@ import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import structlog
 
@@ -54,6 +58,16 @@ def _add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
 
 
 _KEEP = frozenset({"timestamp", "level", "trace_id", "logger"})
+
+
+def _plain_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Times, dates, decimals and paths as text (ISO 8601), never a Python repr."""
+    for key, value in list(event.items()):
+        if isinstance(value, datetime | date | time):
+            event[key] = value.isoformat()
+        elif isinstance(value, Decimal | Path | UUID):
+            event[key] = str(value)
+    return event
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -108,6 +122,7 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _add_trace_id,
             structlog.processors.format_exc_info,  # before masking: tracebacks quote values
+            _plain_values,
             _redact,
             renderer,
         ],

@@ -43,6 +43,7 @@ __all__ = [
     "CONTENT_TYPE",
     "GUARDRAIL_VIOLATIONS",
     "HANDOFFS",
+    "HANDOFFS_WAITING",
     "HANDOFF_REPLIES_DROPPED",
     "INBOX_LAG",
     "JOB_DURATION",
@@ -51,8 +52,11 @@ __all__ = [
     "LLM_LATENCY",
     "LLM_TOKENS",
     "QUEUE_DEPTH",
+    "QUEUE_OLDEST_DUE",
     "RATE_LIMIT_DECISIONS",
     "RATE_LIMIT_DENIALS",
+    "REDIS_MAXMEMORY",
+    "REDIS_MEMORY",
     "SENDS",
     "SEND_LATENCY",
     "SLACK_DELIVERIES",
@@ -134,6 +138,17 @@ RATE_LIMIT_DENIALS = Counter(
     "julia_rate_limit_denials_total", "Outbound messages held back by a rate limit.", ["limit"]
 )
 WORKERS_ALIVE = Gauge("julia_workers_alive", "Workers whose heartbeat is fresh.")
+QUEUE_OLDEST_DUE = Gauge(
+    "julia_queue_oldest_due_seconds",
+    "Age of the oldest pending message whose due time has passed (0: none waiting).",
+)
+HANDOFFS_WAITING = Gauge(
+    "julia_handoffs_waiting", "Active conversations a human controls (handoffs waiting)."
+)
+REDIS_MEMORY = Gauge(
+    "julia_redis_used_memory_bytes", "Memory Redis reports in use (INFO memory used_memory)."
+)
+REDIS_MAXMEMORY = Gauge("julia_redis_maxmemory_bytes", "Redis maxmemory (0: no limit configured).")
 
 # --- resilience (counted in julia.resilience.breaker and .ratelimit) ---------------------
 #: Numeric value of each breaker state in ``julia_circuit_state``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,8 +102,7 @@ class CoreSettings(BaseSettings):
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                raw = value.get_secret_value()
-                value = mask_url(raw) if "://" in raw else mask_secret(raw)
+                value = mask_secret_setting(value.get_secret_value())
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
@@ -111,6 +111,18 @@ class CoreSettings(BaseSettings):
     @staticmethod
     def secret(value: SecretStr | None) -> str | None:
         return secret(value)
+
+
+def mask_secret_setting(raw: str) -> str:
+    """A secret setting for display: a URL keeps its scheme and host (and a database's
+    name) but not its password; an http(s) URL's path is the secret (a Slack webhook),
+    so it goes too; anything else shows only that it is set."""
+    if "://" not in raw:
+        return mask_secret(raw)
+    parts = urlsplit(raw)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/****"
+    return mask_url(raw)
 
 
 def secret(value: SecretStr | None) -> str | None:

@@ -52,7 +52,7 @@ async def enqueue_file(
         rows,
         lambda r: _parse_row(app, r),
         key=lambda m: m.idempotency_key or object(),
-        skip_invalid=False,
+        skip_invalid=None,  # all rows or none: `fila enqueue` has no --skip-invalid
     )
     if not good:
         raise InvalidInput(f"{path}: no rows to enqueue")

@@ -213,18 +213,27 @@ def wrap_gateway_errors(provider: str) -> Iterator[None]:
         raise
     except httpx.TimeoutException as exc:
         raise GatewayTimeout(
-            f"{provider} did not answer in time ({type(exc).__name__})",
+            f"{provider} at {_origin(exc)} did not answer in time ({type(exc).__name__})",
             maybe_sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
         ) from exc
     except httpx.TransportError as exc:
         raise GatewayNetworkError(
-            f"{provider} unreachable: {type(exc).__name__}: {exc}",
+            f"{provider} at {_origin(exc)} unreachable: {type(exc).__name__}: {exc}",
             maybe_sent=not isinstance(exc, httpx.ConnectError),
         ) from exc
     except ValueError as exc:  # a 2xx whose body is not the JSON we expect: it was accepted
         raise GatewayServerError(
             f"{provider} sent an unreadable answer: {exc}", maybe_sent=True
         ) from exc
+
+
+def _origin(exc: httpx.TransportError) -> str:
+    """Where the request went: scheme, host and port only (Z-API's path holds its token)."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised without a request
+        return "(unknown URL)"
+    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
 def jid_number(jid: str) -> str:

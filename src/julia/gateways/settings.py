@@ -14,7 +14,8 @@ class GatewaySettings(BaseSettings):
         default="evolution", description="Gateway of the default instance: evolution or zapi."
     )
     evolution_url: str = Field(
-        default="http://127.0.0.1:8080", description="Evolution API v2 base URL."
+        default="http://127.0.0.1:8081",
+        description="Evolution API v2 base URL (default: where `julia sandbox gateway` listens).",
     )
     evolution_api_key: SecretStr | None = Field(
         default=None, description="Evolution API key (sent as the apikey header)."

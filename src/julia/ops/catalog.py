@@ -20,7 +20,7 @@ from julia.handoff import service as handoff
 from julia.inbox import consumer as inbox_consumer
 from julia.notify import alerts
 from julia.notify.alerts import Raised
-from julia.ops import gauges, monitors, overview
+from julia.ops import gauges, monitors, overview, retention
 from julia.ops.jobs.registry import At, Done, Every, job
 from julia.outbound import send
 from julia.resilience import ratelimit
@@ -82,6 +82,13 @@ async def interacoes_partitions(app: App) -> Done:
      lambda s: Every(s.handoff_waiting_interval_s))  # fmt: skip
 async def handoff_waiting(app: App) -> Done:
     return _raised(await handoff.waiting(app))
+
+
+@job("retention", "Prune raw payloads, finished queue rows, selection logs, job runs;"
+     " detach old interacoes partitions", lambda s: At(s.retention_at))  # fmt: skip
+async def retention_job(app: App) -> Done:
+    report = await retention.run(app)
+    return Done(report.total, report.as_dict())
 
 
 # --- outbound queue --------------------------------------------------------------------
@@ -164,7 +171,7 @@ async def chips_health(app: App) -> Done:
      lambda s: Every(s.chip_pool_check_interval_s))  # fmt: skip
 async def chips_pool_check(app: App) -> Done:
     r = await chip_health.pool_check(app)
-    return _report(r, int(bool(getattr(r, "alerts", None))))
+    return _report(r, r.alerts_raised)
 
 
 @job("chips_prune", "Prune chip events and selection log past 30 days (24 h counts are windowed)",

@@ -1,8 +1,10 @@
 """Gauges refreshed from Postgres, and the send-outcome counters a worker installs.
 
 The metric registry (:mod:`julia.core.metrics`) reads nothing; what describes shared
-state (queue depth, live workers) is read here, at the top of the house, before a
-scrape (the shim's ``/metrics``) and by the metrics snapshot job.
+state (queue depth, live workers, Redis memory) is read here, at the top of the house,
+before a scrape (the shim's ``/metrics``), by the metrics snapshot job, and every
+``JULIA_WORKER_METRICS_REFRESH_S`` in a worker (its ``/metrics`` is served from a thread,
+which cannot await a refresh at scrape time).
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from julia.core import metrics
+import psycopg
+
+from julia.core import logs, metrics
 from julia.core.app import App
-from julia.ops import health
+from julia.ops import health, overview
 from julia.outbound import send
+
+log = logs.get_logger(__name__)
 
 
 async def refresh(app: App) -> None:
@@ -26,6 +32,24 @@ async def refresh(app: App) -> None:
     alive = await health.live_worker_count(app)
     if alive is not None:
         metrics.WORKERS_ALIVE.set(alive)
+    with contextlib.suppress(health.NotAvailable):
+        stats = await health.queue_stats(app)
+        metrics.QUEUE_OLDEST_DUE.set(float(stats.get("oldest_pending_age_s") or 0.0))
+    with contextlib.suppress(psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        waiting = await overview.handoffs_waiting(app, limit=1)
+        metrics.HANDOFFS_WAITING.set(waiting["count"])
+    with contextlib.suppress(Exception):  # Redis down: the gauge keeps its last value
+        mem = await app.redis.info("memory")
+        metrics.REDIS_MEMORY.set(float(mem.get("used_memory", 0)))
+        metrics.REDIS_MAXMEMORY.set(float(mem.get("maxmemory", 0)))
+
+
+async def refresh_quietly(app: App) -> None:
+    """:func:`refresh` for a loop: a failure is logged, never raised."""
+    try:
+        await refresh(app)
+    except Exception as exc:
+        log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def render(app: App | None = None) -> bytes:

@@ -178,6 +178,7 @@ async def worker_consumer(app: App, stop: asyncio.Event, worker_id: str) -> None
     the worker and the scheduler watch each other: if every scheduler is down, the
     workers say so."""
     server = gauges.instrument_worker(app)
+    refresher = asyncio.create_task(_refresh_gauges(app, stop), name="ops-gauges")
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -191,5 +192,17 @@ async def worker_consumer(app: App, stop: asyncio.Event, worker_id: str) -> None
                     "ops.watch_failed", worker=worker_id, error=f"{type(exc).__name__}: {exc}"
                 )
     finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         if server is not None:
             server.shutdown()
+
+
+async def _refresh_gauges(app: App, stop: asyncio.Event) -> None:
+    """The worker's ``/metrics`` shows the shared state too (queue depth, live workers,
+    Redis memory), as the shim's does: refreshed from the start, then periodically."""
+    while not stop.is_set():
+        await gauges.refresh_quietly(app)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), app.settings.worker_metrics_refresh_s)

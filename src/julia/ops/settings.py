@@ -19,6 +19,37 @@ class OpsSettings(BaseSettings):
     worker_metrics_port: int = Field(
         default=9101, ge=0, description="Port of the worker's Prometheus metrics (0: off)."
     )
+    worker_metrics_refresh_s: float = Field(
+        default=15.0, gt=0,
+        description="Seconds between a worker's refreshes of the shared-state gauges it serves.",
+    )  # fmt: skip
+    retention_at: str = Field(
+        default="03:30", description="Business time of the daily retention job (HH:MM)."
+    )
+    retention_webhook_payload_days: int = Field(
+        default=30, ge=0,
+        description="Raw webhook payloads are emptied after this many days (parsed rows"
+        " stay; 0 keeps).",
+    )  # fmt: skip
+    retention_fila_days: int = Field(
+        default=90, ge=0,
+        description="Sent, cancelled, expired and blocked queue rows (and their events) are"
+        " deleted after this many days (0 keeps). Keep it above any idempotency-key reuse.",
+    )  # fmt: skip
+    retention_interacoes_months: int = Field(
+        default=24, ge=0,
+        description="interacoes partitions older than this many months are detached (0 keeps).",
+    )  # fmt: skip
+    retention_interacoes_drop: bool = Field(
+        default=False, description="Drop the interacoes partitions retention detaches."
+    )
+    retention_selection_log_days: int = Field(
+        default=30, ge=0, description="Chip selection log rows are deleted after this many days."
+    )
+    retention_job_executions_days: int = Field(
+        default=90, ge=0,
+        description="Job runs are deleted after this many days (each job's last run stays).",
+    )  # fmt: skip
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the worker's and scheduler's metrics bind to."
     )

@@ -404,7 +404,8 @@ class Breaker:
         ]
         for m in moves:
             metrics.CIRCUIT_TRANSITIONS.labels(self.name, m.from_state, m.to_state).inc()
-            log.warning(
+            # An operator's own override is news to nobody at the console: info.
+            (log.warning if operador is None else log.info)(
                 "breaker.transition", name=self.name, from_state=m.from_state,
                 to_state=m.to_state, reason=m.reason, consecutive_failures=m.consecutive_failures,
                 error_type=m.error_type, backend=m.backend, retry_at=res.open_until,

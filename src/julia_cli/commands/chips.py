@@ -3,6 +3,7 @@ ban, sync, trust."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
@@ -152,16 +153,28 @@ async def promote(
     _render_action(result, json_)
 
 
-@app.command("demote")
-async def demote(
-    chip_id: IdArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
-) -> None:
-    """Take a chip out of production (→ degraded); its conversations move to other chips."""
-    async with open_app() as a:
-        result = await lifecycle.demote(
-            a, chip_id, motivo=motivo, actor=audit.Actor.of(a, operador)
-        )
-    _render_action(result, json_)
+Action = Callable[..., Awaitable[lifecycle.ActionResult]]
+
+
+def _action_command(name: str, action: Action, doc: str) -> None:
+    """Register ``julia chips NAME CHIP_ID --motivo ...``: one lifecycle step, audited."""
+
+    async def command(
+        chip_id: IdArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
+    ) -> None:
+        async with open_app() as a:
+            result = await action(a, chip_id, motivo=motivo, actor=audit.Actor.of(a, operador))
+        _render_action(result, json_)
+
+    command.__doc__ = doc
+    command.__name__ = name
+    app.command(name)(command)
+
+
+_action_command(
+    "demote", lifecycle.demote,
+    "Take a chip out of production (→ degraded); its conversations move to other chips.",
+)  # fmt: skip
 
 
 @app.command("cooldown")
@@ -177,29 +190,20 @@ async def cooldown(
         chip = await lifecycle.cooldown(
             a, chip_id, minutos=minutos, motivo=motivo, actor=audit.Actor.of(a, operador)
         )
-    _render_chip(chip, json_, f"in cooldown until {render.fmt(chip.cooldown_until)}")
+    ends = chip.cooldown_until
+    _render_chip(
+        chip, json_, f"in cooldown until {render.fmt(ends)}" if ends else "out of cooldown"
+    )
 
 
-@app.command("ban")
-async def ban(
-    chip_id: IdArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
-) -> None:
-    """The number was banned by WhatsApp (final): conversations move, trust recomputed."""
-    async with open_app() as a:
-        result = await lifecycle.ban(a, chip_id, motivo=motivo, actor=audit.Actor.of(a, operador))
-    _render_action(result, json_)
-
-
-@app.command("retire")
-async def retire(
-    chip_id: IdArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
-) -> None:
-    """Take a chip out of the pool for good (final); conversations move."""
-    async with open_app() as a:
-        result = await lifecycle.retire(
-            a, chip_id, motivo=motivo, actor=audit.Actor.of(a, operador)
-        )
-    _render_action(result, json_)
+_action_command(
+    "ban", lifecycle.ban,
+    "The number was banned by WhatsApp (final): conversations move, trust recomputed.",
+)  # fmt: skip
+_action_command(
+    "retire", lifecycle.retire,
+    "Take a chip out of the pool for good (final); conversations move.",
+)  # fmt: skip
 
 
 @app.command("sync")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
@@ -48,7 +49,7 @@ async def status(json_: JsonOpt = False) -> None:
         title="circuit breakers",
     )
     if any(r.backend == "local" for r in rows):
-        render.message("Redis unreachable: states shown are this process's local view only")
+        render.notice("Redis unreachable: states shown are this process's local view only")
 
 
 @app.command("history")
@@ -86,21 +87,29 @@ async def reset(
     _render_moves(moves, name, json_)
 
 
-@app.command("open")
-async def open_(
-    name: NameArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
-) -> None:
-    """Force a breaker open (every call refused) until ``julia circuits reset``."""
-    async with open_app() as a:
-        moves = await breaker.force_open(a, name, motivo, audit.Actor.of(a, operador))
-    _render_moves(moves, name, json_)
+Override = Callable[..., Awaitable[list[breaker.Transition]]]
 
 
-@app.command("disable")
-async def disable(
-    name: NameArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
-) -> None:
-    """Let every call through, counting nothing, until ``julia circuits reset``."""
-    async with open_app() as a:
-        moves = await breaker.disable(a, name, motivo, audit.Actor.of(a, operador))
-    _render_moves(moves, name, json_)
+def _override_command(command_name: str, override: Override, doc: str) -> None:
+    """Register ``julia circuits NAME BREAKER --motivo ...``: an audited operator override."""
+
+    async def command(
+        name: NameArg, motivo: MotivoOpt, json_: JsonOpt = False, operador: OperadorOpt = None
+    ) -> None:
+        async with open_app() as a:
+            moves = await override(a, name, motivo, audit.Actor.of(a, operador))
+        _render_moves(moves, name, json_)
+
+    command.__doc__ = doc
+    command.__name__ = command_name
+    app.command(command_name)(command)
+
+
+_override_command(
+    "open", breaker.force_open,
+    "Force a breaker open (every call refused) until ``julia circuits reset``.",
+)  # fmt: skip
+_override_command(
+    "disable", breaker.disable,
+    "Let every call through, counting nothing, until ``julia circuits reset``.",
+)  # fmt: skip

@@ -19,14 +19,18 @@ dlq_app = JuliaTyper(name="dlq", help="The dead-letter queue: list, replay, purg
 app.add_typer(dlq_app)
 
 IdArg = Annotated[int, typer.Argument(help="The message id (see `julia fila list`).")]
-LIST_COLUMNS = ["id", "status", "tipo", "telefone", "tentativas", "outcome", "agendar_para",
+LIST_COLUMNS = ["id", "status", "tipo", "telefone", "tentativas", "outcome", "due",
                 "updated_at", "texto"]  # fmt: skip
 
 
-def _row(m: queue.Mensagem) -> dict[str, Any]:
+def _row(m: queue.Mensagem, *, short: bool = True) -> dict[str, Any]:
+    """A message for people: phone masked; ``due`` is when it will next be tried (a
+    retry or business hours move it past ``agendar_para``), for what is still to send."""
     d = m.as_dict()
     d["telefone"] = render.mask(m.telefone)
-    d["texto"] = m.texto if len(m.texto) <= 40 else m.texto[:39] + "…"
+    d["due"] = m.proxima_tentativa_em if m.status == "pendente" else m.agendar_para
+    if short:
+        d["texto"] = m.texto if len(m.texto) <= 40 else m.texto[:39] + "…"
     return d
 
 
@@ -144,8 +148,9 @@ async def show(id: IdArg, json_: JsonOpt = False) -> None:
     if json_:
         render.print_json(m.as_dict() | {"history": events})
         return
-    for k, v in _row(m).items():
-        render.console.print(f"[bold]{k:22}[/bold] {render.fmt(v)}", highlight=False)
+    render.message(f"({render.tz_label()})")
+    for k, v in _row(m, short=False).items():
+        render.field(k, v, 22)
     render.table(events, ["at", "de", "para", "outcome", "motivo", "worker"], title="history")
 
 
@@ -199,7 +204,13 @@ async def rescue(json_: JsonOpt = False) -> None:
     if json_:
         render.print_json(data)
     else:
-        render.message(f"rescued: {data['rescue']}; reconciled: {data['reconcile']}")
+        render.message(
+            f"rescued: {_counts(data['rescue'])}; reconciled: {_counts(data['reconcile'])}"
+        )
+
+
+def _counts(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {render.fmt(v)}" for k, v in d.items()) or "nothing"
 
 
 @dlq_app.command("list")

@@ -43,16 +43,20 @@ async def list_(
 
 @app.command("show")
 async def show(message_id: IdArg, json_: JsonOpt = False) -> None:
-    """Show one inbound message with its raw payload."""
+    """Show one inbound message with its raw payload (phones and keys masked)."""
     async with open_app() as a:
         row = await inbox.get(a, message_id, with_payload=True)
+    # The payload is masked for display and --json alike (it holds the gateway's apikey
+    # and numbers); --json keeps the row's own telefone whole, as every --json does.
+    shown = {k: render.mask_payload(v, k) if k == "payload" else v for k, v in row.items()}
     if json_:
-        render.print_json(row)
+        render.print_json(shown)
         return
-    for key, value in row.items():
-        if key == "telefone":
-            value = render.mask(value)
-        render.console.print(f"[bold]{key}[/bold]: {render.fmt(value)}", highlight=False)
+    shown = {k: render.mask_payload(v, k) for k, v in shown.items()}  # remote_jid, keys...
+    shown["telefone"] = render.mask(row.get("telefone"))
+    render.message(f"({render.tz_label()})")
+    for key, value in shown.items():
+        render.field(key, value)
 
 
 @app.command("replay")

@@ -18,7 +18,7 @@ from julia.ops import health, overview
 from julia.ops.jobs import runner
 from julia.ops.scheduler import run_scheduler
 from julia_cli import render
-from julia_cli.base import JsonOpt, JuliaTyper, open_app, settings
+from julia_cli.base import JsonOpt, JuliaTyper, daemon, open_app
 from julia_cli.dashboard import render_top
 
 jobs_app = JuliaTyper(name="jobs", help="Scheduled jobs: list them, run one by hand.")
@@ -37,11 +37,12 @@ async def scheduler(
     ] = None,
 ) -> None:
     """Run the periodic jobs until SIGTERM/SIGINT (any number may run; each tick runs once)."""
+    daemon()
     async with open_app() as a:
         names = runner.scheduled_jobs(a)
-        render.message(f"scheduler: {len(only or names)} job(s), time zone {a.settings.timezone}")
+        render.notice(f"scheduler: {len(only or names)} job(s), time zone {a.settings.timezone}")
         await run_scheduler(a, only=only, metrics_port=metrics_port)
-    render.message("scheduler stopped")
+    render.notice("scheduler stopped")
 
 
 @jobs_app.command("list")
@@ -58,8 +59,7 @@ async def jobs_list(json_: JsonOpt = False) -> None:
         elif r["last_status"] is not None:
             r["outcome"] = f"{r['last_status']} ({render.fmt(r['last_items'])} items)" + (
                 f": {r['last_error']}" if r["last_error"] else "")  # fmt: skip
-    render.table(rows, ["name", "schedule", "next_run", "last_run", "outcome"],
-                 title=f"jobs (times in {settings().timezone})")  # fmt: skip
+    render.table(rows, ["name", "schedule", "next_run", "last_run", "outcome"], title="jobs")
 
 
 @jobs_app.command("run")
@@ -184,7 +184,7 @@ async def top(
     console = Console()  # wraps long lines (the shared console soft-wraps for tables)
     async with open_app() as a:
         if once:
-            console.print(render_top(await overview.overview(a)))
+            console.print(render_top(await overview.overview(a), live=False))
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -33,7 +33,7 @@ def gateway_(
     ] = False,
 ) -> None:
     """Run an Evolution API v2 sandbox gateway (GET /_sandbox/messages, POST /_sandbox/faults)."""
-    render.message(f"sandbox gateway on http://{host}:{port} (webhooks: {webhook_url or 'off'})")
+    render.notice(f"sandbox gateway on http://{host}:{port} (webhooks: {webhook_url or 'off'})")
     gateway.serve(host=host, port=port, webhook_url=webhook_url, api_key=api_key, auto_ack=auto_ack)
 
 
@@ -43,7 +43,7 @@ def slack(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
 ) -> None:
     """Run a Slack incoming-webhook sandbox (GET /_sandbox/messages, POST /_sandbox/faults)."""
-    render.message(f"Slack sandbox on http://{host}:{port}/services/T000/B000/sandbox")
+    render.notice(f"Slack sandbox on http://{host}:{port}/services/T000/B000/sandbox")
     slack_sandbox.serve(host=host, port=port)
 
 

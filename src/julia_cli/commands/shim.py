@@ -9,7 +9,8 @@ import typer
 
 from julia.core.errors import ConfigError
 from julia.inbox.auth import unsecured_routes
-from julia_cli.base import JuliaTyper, settings
+from julia_cli import render
+from julia_cli.base import JuliaTyper, daemon
 
 app = JuliaTyper(name="shim", help="The webhook shim (Evolution, Z-API, Chatwoot).")
 
@@ -40,13 +41,17 @@ def serve(
     """Serve the webhook shim (POST /webhooks/..., GET /health, /health/ready, /metrics)."""
     import uvicorn
 
-    config = settings()  # fail early, as one line, on invalid settings
+    config = daemon()  # fail early, as one line, on invalid settings; log as configured
     open_routes = unsecured_routes(config)
     if open_routes and not insecure and not is_loopback(host):
         raise ConfigError(
             f"refusing to serve {', '.join(open_routes)} unauthenticated on {host}: set"
             " JULIA_WEBHOOK_TOKEN / JULIA_CHATWOOT_WEBHOOK_SECRET, or pass --insecure"
         )
+    render.notice(
+        f"shim listening on http://{host}:{port} ({workers} process(es)): POST /webhooks/...,"
+        " GET /health, /health/ready, /metrics"
+    )
     uvicorn.run(
         "shim.app:app_from_env",
         factory=True,

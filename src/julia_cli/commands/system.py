@@ -16,15 +16,14 @@ async def info(json_: JsonOpt = False) -> None:
     if json_:
         render.print_json(data)
         return
-    c = render.console
-    c.print(f"[bold]Júlia[/bold] {data['version']}  (home: {data['home']})")
+    render.message(f"Júlia {data['version']}  (home: {data['home']})")
     for name in ("database", "redis"):
         kind = "embedded" if data[name]["embedded"] else "external"
-        c.print(f"{name:9} {data[name]['url']}  [dim]({kind})[/dim]", highlight=False)
+        render.message(f"{name:9} {data[name]['url']}  ({kind})")
     m = data["migrations"]
-    c.print(f"migrations: {len(m['applied'])} applied, {len(m['pending'])} pending")
+    render.message(f"migrations: {len(m['applied'])} applied, {len(m['pending'])} pending")
     for name in m["pending"]:
-        c.print(f"  pending: {name}")
+        render.message(f"  pending: {name}")
 
 
 config_app = JuliaTyper(name="config", help="Show the effective configuration.")
@@ -103,5 +102,12 @@ def local_status(json_: JsonOpt = False) -> None:
 @local_app.command("stop")
 def local_stop() -> None:
     """Stop the embedded servers (they start again on next use)."""
-    stopped = local.stop(settings().home)
+    home = settings().home
+    clients = local.postgres_clients(home)
+    if clients:
+        render.notice(
+            f"warning: {clients} client connection(s) on the embedded PostgreSQL (a shim,"
+            " worker or scheduler?): they fail until the servers start again"
+        )
+    stopped = local.stop(home)
     render.message("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

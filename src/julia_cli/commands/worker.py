@@ -9,7 +9,7 @@ import typer
 
 from julia.ops import heartbeat, worker
 from julia_cli import render
-from julia_cli.base import JsonOpt, JuliaTyper, _run, open_app
+from julia_cli.base import JsonOpt, JuliaTyper, _run, daemon, open_app
 
 app = JuliaTyper(
     name="worker",
@@ -22,8 +22,9 @@ app = JuliaTyper(
 async def _serve(
     concurrency: int | None, batch_size: int | None, consumers: list[str] | None, name: str | None
 ) -> None:
+    daemon()
     async with open_app() as a:
-        render.message(
+        render.notice(
             f"worker on {', '.join(consumers or worker.CONSUMERS)}; concurrency"
             f" {concurrency or a.settings.worker_concurrency}, batch"
             f" {batch_size or a.settings.worker_batch_size} (SIGTERM/Ctrl-C stops it cleanly)"
@@ -31,7 +32,7 @@ async def _serve(
         wid = await worker.run_worker(
             a, concurrency=concurrency, batch_size=batch_size, consumers=consumers, name=name
         )
-    render.message(f"worker {wid} stopped")
+    render.notice(f"worker {wid} stopped")
 
 
 def _serve_blocking(*args: Any) -> None:
