@@ -10,6 +10,7 @@ with or without an agent). Times are story minutes on the demo's compressed cloc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -40,45 +41,68 @@ class Persona:
 PERSONAS: dict[str, Persona] = {
     p.name: p
     for p in (
-        Persona("aceita", (
-            Step(("Oi! Tenho interesse sim. Quais plantões você tem pra mim?",), delay_min=1),
-            Step(("Quero o primeiro plantão que você falou. Pode reservar pra mim?",)),
-            Step(("Perfeito, obrigado!",)),
-        )),
-        Persona("interessado", (
-            Step(("Olá, tenho interesse. Me conta mais?",)),
-            Step(("Legal. Pode me mandar os detalhes por aqui?",)),
-        )),
-        Persona("pergunta", (
-            Step(("Qual o valor do plantão? O pagamento é PJ?",)),
-            Step(("E o hospital tem estacionamento?",)),
-        )),
+        Persona(
+            "aceita",
+            (
+                Step(("Oi! Tenho interesse sim. Quais plantões você tem pra mim?",), delay_min=1),
+                Step(("Quero o primeiro plantão que você falou. Pode reservar pra mim?",)),
+                Step(("Perfeito, obrigado!",)),
+            ),
+        ),
+        Persona(
+            "interessado",
+            (
+                Step(("Olá, tenho interesse. Me conta mais?",)),
+                Step(("Legal. Pode me mandar os detalhes por aqui?",)),
+            ),
+        ),
+        Persona(
+            "pergunta",
+            (
+                Step(("Qual o valor do plantão? O pagamento é PJ?",)),
+                Step(("E o hospital tem estacionamento?",)),
+            ),
+        ),
         Persona("recusa", (Step(("Obrigado, mas estou sem agenda este mês.",)),)),
-        Persona("objecao_valor", (
-            Step(("Esse valor está baixo, em outro hospital pagam R$ 1.800 pelo mesmo turno.",)),
-            Step(("Se melhorar o valor eu topo.",)),
-        )),
-        Persona("pede_humano", (
-            Step(("Quero falar com uma pessoa, por favor.",), delay_min=1),
-        )),
+        Persona(
+            "objecao_valor",
+            (
+                Step(
+                    ("Esse valor está baixo, em outro hospital pagam R$ 1.800 pelo mesmo turno.",)
+                ),
+                Step(("Se melhorar o valor eu topo.",)),
+            ),
+        ),
+        Persona("pede_humano", (Step(("Quero falar com uma pessoa, por favor.",), delay_min=1),)),
         Persona("optout", (Step(("Pare de me mandar mensagem.",)),)),
-        Persona("rajada", (
-            Step(("oi", "tudo bem?", "vi sua msg", "qual hospital?", "e o valor?")),
-        )),
-        Persona("audio", (
-            Step(audio=True),
-            Step(("Desculpa o áudio! Tenho interesse, qual o valor?",)),
-        )),
+        Persona(
+            "rajada", (Step(("oi", "tudo bem?", "vi sua msg", "qual hospital?", "e o valor?")),)
+        ),
+        Persona(
+            "audio",
+            (
+                Step(audio=True),
+                Step(("Desculpa o áudio! Tenho interesse, qual o valor?",)),
+            ),
+        ),
         Persona("silencioso", ()),
     )
-}  # fmt: skip
+}
 
 #: How many doctors of the campaign behave each way (the rest never answer). The
 #: accepting and hand-off doctors come first, so their stories finish in a short run.
 MIX: tuple[tuple[str, int], ...] = (
-    ("aceita", 3), ("pede_humano", 2), ("interessado", 4), ("pergunta", 4), ("recusa", 4),
-    ("objecao_valor", 3), ("optout", 3), ("rajada", 2), ("audio", 2), ("aceita", 3),
-)  # fmt: skip
+    ("aceita", 3),
+    ("pede_humano", 2),
+    ("interessado", 4),
+    ("pergunta", 4),
+    ("recusa", 4),
+    ("objecao_valor", 3),
+    ("optout", 3),
+    ("rajada", 2),
+    ("audio", 2),
+    ("aceita", 3),
+)
 
 
 def cast(numbers: Sequence[str]) -> dict[str, str]:
@@ -125,10 +149,8 @@ class Simulator:
                     await self._tick(http, rng)
                 except httpx.HTTPError as exc:  # the gateway restarting: try again
                     self.failures.append(f"{type(exc).__name__}: {exc}")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.25)
-                except TimeoutError:
-                    pass
 
     async def _tick(self, http: httpx.AsyncClient, rng: random.Random) -> None:
         sent = (await http.get("/_sandbox/messages")).json()
@@ -166,9 +188,19 @@ class Simulator:
         for i, extra in enumerate(bodies):
             if i:
                 await asyncio.sleep(0.3)  # a burst: short messages a moment apart
-            body = {"instance": doctor.instance, "number": doctor.number,
-                    "push_name": doctor.nome, "id": uuid.uuid4().hex[:20].upper(), **extra}  # fmt: skip
+            body = {
+                "instance": doctor.instance,
+                "number": doctor.number,
+                "push_name": doctor.nome,
+                "id": uuid.uuid4().hex[:20].upper(),
+                **extra,
+            }
             answer = (await http.post("/_sandbox/incoming", json=body)).json()
-            self.posted.append({**body, "persona": doctor.persona.name,
-                                "webhook_status": answer.get("webhook_status"),
-                                "at": time.time()})  # fmt: skip
+            self.posted.append(
+                {
+                    **body,
+                    "persona": doctor.persona.name,
+                    "webhook_status": answer.get("webhook_status"),
+                    "at": time.time(),
+                }
+            )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -57,11 +58,17 @@ class Supervisor:
         with log.open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 (our own interpreter and CLI)
                 [sys.executable, "-m", "julia_cli", *args],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         child = Child(name, list(args), log, proc, url)
         self.children.append(child)
+        # for an operator (and the test) to check that nothing outlived the demo
+        pids = {c.name: c.proc.pid for c in self.children}
+        (self.logs / "pids.json").write_text(json.dumps(pids))
         return child
 
     def wait_http(self, child: Child, path: str, timeout_s: float = 30.0) -> None:

@@ -71,8 +71,11 @@ async def build(
     ``require`` says which story invariants this build can be held to (a reservation
     needs the agent)."""
     r = Report(look_next=look_next)
-    fila = await _rows(app, "SELECT id, telefone, status, tipo, texto, provider_message_id,"
-                            " instancia, campanha_id, medico_id FROM fila_mensagens")  # fmt: skip
+    fila = await _rows(
+        app,
+        "SELECT id, telefone, status, tipo, texto, provider_message_id,"
+        " instancia, campanha_id, medico_id FROM fila_mensagens",
+    )
     r.fila = dict(Counter(m["status"] for m in fila))
     r.sent = r.fila.get("enviada", 0)
     r.not_terminal = sum(1 for m in fila if m["status"] not in TERMINAL)
@@ -87,11 +90,13 @@ async def build(
     sent_ids = [m["provider_message_id"] for m in fila if m["status"] == "enviada"]
     missing = [i for i in sent_ids if i not in by_id]
     recorded = set(sent_ids)
-    unrecorded = [m for m in sandbox_messages
-                  if m["id"] not in recorded and m["text"] not in DIRECT_TEXTS]  # fmt: skip
+    unrecorded = [
+        m for m in sandbox_messages if m["id"] not in recorded and m["text"] not in DIRECT_TEXTS
+    ]
     # inbound: every webhook a doctor caused is stored and became (part of) a turn
-    inbox = await _rows(app, "SELECT provider_message_id, status FROM mensagens_recebidas"
-                             " WHERE kind = 'mensagem'")  # fmt: skip
+    inbox = await _rows(
+        app, "SELECT provider_message_id, status FROM mensagens_recebidas WHERE kind = 'mensagem'"
+    )
     r.inbox = dict(Counter(m["status"] for m in inbox))
     stored = {m["provider_message_id"]: m["status"] for m in inbox}
     inbound_missing = [p["id"] for p in posted if p["id"] not in stored]
@@ -103,33 +108,43 @@ async def build(
     texts_per_doctor = Counter((m["number"], m["text"]) for m in sandbox_messages)
     same_text = sum(n - 1 for n in texts_per_doctor.values() if n > 1)
     twice = sum(n - 1 for n in Counter(sent_ids).values() if n > 1)
-    campaign = Counter(m["telefone"] for m in fila
-                       if m["tipo"] == "campanha" and m["status"] == "enviada")  # fmt: skip
+    campaign = Counter(
+        m["telefone"] for m in fila if m["tipo"] == "campanha" and m["status"] == "enviada"
+    )
     campaign_twice = sum(n - 1 for n in campaign.values() if n > 1)
     r.duplicates = max(same_text, twice + campaign_twice)
 
     r.replied = len({p["number"] for p in posted})
-    vagas = await _rows(app, "SELECT count(*) AS n FROM vagas"
-                             " WHERE status IN ('reservada', 'confirmada')")  # fmt: skip
+    vagas = await _rows(
+        app, "SELECT count(*) AS n FROM vagas WHERE status IN ('reservada', 'confirmada')"
+    )
     r.reserved = int(vagas[0]["n"])
 
-    handoffs = await _rows(app, """
+    handoffs = await _rows(
+        app,
+        """
         SELECT e.medico_id, coalesce(c.controlled_by, 'julia') AS now_with
         FROM (SELECT DISTINCT medico_id FROM business_events WHERE tipo = 'handoff') e
-        LEFT JOIN conversas c ON c.medico_id = e.medico_id AND c.status = 'ativa'""")
+        LEFT JOIN conversas c ON c.medico_id = e.medico_id AND c.status = 'ativa'""",
+    )
     r.handoffs = len(handoffs)
-    r.handoffs_ended = dict(Counter(
-        "with a person" if h["now_with"] == "humano" else "given back to Júlia" for h in handoffs
-    ))  # fmt: skip
+    r.handoffs_ended = dict(
+        Counter(
+            "with a person" if h["now_with"] == "humano" else "given back to Júlia"
+            for h in handoffs
+        )
+    )
 
     out = await _rows(app, "SELECT telefone, opted_out_em FROM medicos WHERE opted_out")
     r.opt_outs = len(out)
     since = {o["telefone"].lstrip("+"): o["opted_out_em"] for o in out}
     r.opt_out_violations = sum(
-        1 for m in sandbox_messages
-        if m["number"] in since and m["text"] not in DIRECT_TEXTS
+        1
+        for m in sandbox_messages
+        if m["number"] in since
+        and m["text"] not in DIRECT_TEXTS
         and datetime.fromisoformat(m["time"]) > since[m["number"]]
-    )  # fmt: skip
+    )
 
     alerts = await _rows(app, "SELECT kind FROM alerts")
     r.alerts_by_kind = dict(Counter(a["kind"] for a in alerts))
@@ -142,16 +157,21 @@ async def build(
     r.incident = {
         "chip": incident_instance,
         "fault_at": incident_at.isoformat() if incident_at else None,
-        "cooldown_until": (first["cooldown_until"].isoformat()
-                           if first and first["cooldown_until"] else None),  # fmt: skip
-        "breaker_opened": bool(first) and any(
-            m["name"] == f"chip:{first['id']}" and m["to_state"] == "open" for m in moves
+        "cooldown_until": (
+            first["cooldown_until"].isoformat() if first and first["cooldown_until"] else None
         ),
+        "breaker_opened": first is not None
+        and any(m["name"] == f"chip:{first['id']}" and m["to_state"] == "open" for m in moves),
         "emergency_selections": int(emergency[0]["n"]),
         "sent_by_others_after": (
-            sum(1 for m in sandbox_messages if m["instance"] != incident_instance
-                and incident_at is not None and datetime.fromisoformat(m["time"]) > incident_at)
-        ),  # fmt: skip
+            sum(
+                1
+                for m in sandbox_messages
+                if m["instance"] != incident_instance
+                and incident_at is not None
+                and datetime.fromisoformat(m["time"]) > incident_at
+            )
+        ),
     }
     r.details = {
         "missing_at_gateway": missing[:10],

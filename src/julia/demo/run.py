@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,7 +74,7 @@ KNOBS: dict[str, Any] = {
     "log_format": "json",
 }
 
-Watch = Callable[[App, asyncio.Event], Awaitable[None]]
+Watch = Callable[[App, asyncio.Event], Coroutine[Any, Any, None]]
 Say = Callable[[str], None]
 
 
@@ -98,8 +98,10 @@ class Outcome:
 
 
 def _with_db(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{dbname}"))
+    """The same server, another database (a URL stays a URL, for the look-next lines)."""
+    if "://" not in url:
+        return psycopg.conninfo.make_conninfo(url, dbname=dbname)
+    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))
 
 
 def _env_value(value: Any) -> str:
@@ -216,9 +218,16 @@ async def run(
 
     try:
         return await _play(
-            demo_settings, sup, urls, slack_url, duration_s, capabilities, note, watch,
+            demo_settings,
+            sup,
+            urls,
+            slack_url,
+            duration_s,
+            capabilities,
+            note,
+            watch,
             Outcome(report.Report(), db_url, run_dir, namespace, timeline),
-        )  # fmt: skip
+        )
     finally:
         await asyncio.to_thread(sup.stop)
         say("every process stopped")
@@ -248,21 +257,48 @@ async def _play(
     minute_s = duration_s / STORY_MINUTES
     async with App.open(settings) as app:
         loaded = await sample.load(app, outcome.run_dir / "data")
-        note(f"sample data: {loaded.medicos} doctors, {loaded.vagas} open shifts, chips "
-             + ", ".join(f"{c.instance} (trust {c.trust_score})" for c in loaded.chips))  # fmt: skip
+        note(
+            f"sample data: {loaded.medicos} doctors, {loaded.vagas} open shifts, chips "
+            + ", ".join(f"{c.instance} (trust {c.trust_score})" for c in loaded.chips)
+        )
 
         port = urlsplit(urls["gateway"]).port
-        gw = sup.start("gateway", "sandbox", "gateway", "--port", str(port),
-                       "--webhook-url", f"{urls['shim']}/webhooks/evolution",
-                       "--api-key", API_KEY, "--auto-ack", url=urls["gateway"])  # fmt: skip
-        slack = sup.start("slack", "sandbox", "slack", "--port",
-                          str(urlsplit(urls["slack"]).port), url=urls["slack"])  # fmt: skip
+        gw = sup.start(
+            "gateway",
+            "sandbox",
+            "gateway",
+            "--port",
+            str(port),
+            "--webhook-url",
+            f"{urls['shim']}/webhooks/evolution",
+            "--api-key",
+            API_KEY,
+            "--auto-ack",
+            url=urls["gateway"],
+        )
+        slack = sup.start(
+            "slack",
+            "sandbox",
+            "slack",
+            "--port",
+            str(urlsplit(urls["slack"]).port),
+            url=urls["slack"],
+        )
         started = [gw, slack]
         if caps.llm:
-            started.append(sup.start("llm", "sandbox", "llm", "--port",
-                                     str(urlsplit(urls["llm"]).port), url=urls["llm"]))  # fmt: skip
-        shim = sup.start("shim", "shim", "serve", "--port", str(urlsplit(urls["shim"]).port),
-                         url=urls["shim"])  # fmt: skip
+            started.append(
+                sup.start(
+                    "llm",
+                    "sandbox",
+                    "llm",
+                    "--port",
+                    str(urlsplit(urls["llm"]).port),
+                    url=urls["llm"],
+                )
+            )
+        shim = sup.start(
+            "shim", "shim", "serve", "--port", str(urlsplit(urls["shim"]).port), url=urls["shim"]
+        )
         started.append(shim)
         for child in started:
             path = "/health" if child.name == "shim" else "/_sandbox/messages"
@@ -274,14 +310,16 @@ async def _play(
         await _poll(lambda: _workers(app), sup, "the worker", 60)
         note("worker up (fila, inbox, ops consumers)")
         sup.start("scheduler", "scheduler")
-        await _poll(lambda: _has(app, "SELECT count(*) FROM job_schedules"), sup,
-                    "the scheduler", 60)  # fmt: skip
+        await _poll(
+            lambda: _has(app, "SELECT count(*) FROM job_schedules"), sup, "the scheduler", 60
+        )
         note("scheduler up (watchdog, chip pool checks, rescues)")
 
         audience = await _audience(app)
         sim = doctors.Simulator(urls["gateway"], minute_s)
-        for (telefone, persona), row in zip(doctors.cast([a["telefone"] for a in audience]).items(),
-                                            audience, strict=True):  # fmt: skip
+        for (telefone, persona), row in zip(
+            doctors.cast([a["telefone"] for a in audience]).items(), audience, strict=True
+        ):
             sim.add(telefone, persona, row["nome"])
         outcome.report.behaviours = sim.behaviours()
         note("simulated doctors: " + ", ".join(f"{n} {k}" for k, n in sim.behaviours().items()))
@@ -292,16 +330,23 @@ async def _play(
             tasks.append(asyncio.create_task(watch(app, stop)))
         start = app.clock.now()
         spread = timedelta(seconds=duration_s * 0.4)
-        enqueued = await queue.enqueue_many(app, [
-            queue.NewMessage(
-                _campaign_text(a["nome"], a["especialidade"]), tipo="campanha",
-                medico_id=a["id"], agendar_para=start + spread * i / len(audience),
-                idempotency_key=f"demo:campanha:{a['id']}",
-            )
-            for i, a in enumerate(audience)
-        ])  # fmt: skip
-        note(f"campaign: {enqueued.inserted} messages queued, going out over "
-             f"{spread.total_seconds():.0f}s (~{STORY_MINUTES * 0.4:.0f} story minutes)")  # fmt: skip
+        enqueued = await queue.enqueue_many(
+            app,
+            [
+                queue.NewMessage(
+                    _campaign_text(a["nome"], a["especialidade"]),
+                    tipo="campanha",
+                    medico_id=a["id"],
+                    agendar_para=start + spread * i / len(audience),
+                    idempotency_key=f"demo:campanha:{a['id']}",
+                )
+                for i, a in enumerate(audience)
+            ],
+        )
+        note(
+            f"campaign: {enqueued.inserted} messages queued, going out over "
+            f"{spread.total_seconds():.0f}s (~{STORY_MINUTES * 0.4:.0f} story minutes)"
+        )
 
         fault_at: datetime | None = None
         seen_alerts: set[int] = set()
@@ -313,11 +358,16 @@ async def _play(
                 if dead := sup.dead():
                     raise RuntimeError(f"{dead[0].name} exited: see {dead[0].log}")
                 if fault_at is None and time.monotonic() - began >= duration_s * 0.25:
-                    await _post(urls["gateway"], "/_sandbox/faults",
-                                {"instance": sample.CHIPS[0][0], "status": 403})  # fmt: skip
+                    await _post(
+                        urls["gateway"],
+                        "/_sandbox/faults",
+                        {"instance": sample.CHIPS[0][0], "status": 403},
+                    )
                     fault_at = app.clock.now()
-                    note(f"INCIDENT: WhatsApp restricts {sample.CHIPS[0][0]}: "
-                         "every send on it now answers 403")  # fmt: skip
+                    note(
+                        f"INCIDENT: WhatsApp restricts {sample.CHIPS[0][0]}: "
+                        "every send on it now answers 403"
+                    )
                 await _narrate(app, note, seen_alerts, narrated)
                 await asyncio.sleep(1.0)
             note("time is up: the doctors stop writing; waiting for the queue and inbox to settle")
@@ -342,12 +392,14 @@ async def _play(
             f"Slack sandbox received {len(slack_msgs)} alert message(s)",
         ]
         rep = await report.build(
-            app, received, sim.posted, incident_instance=sample.CHIPS[0][0],
+            app,
+            received,
+            sim.posted,
+            incident_instance=sample.CHIPS[0][0],
             incident_at=fault_at,
-            require={"at least one reservation": caps.agent,
-                     "at least one handoff": True},
+            require={"at least one reservation": caps.agent, "at least one handoff": True},
             look_next=look,
-        )  # fmt: skip
+        )
         rep.behaviours = sim.behaviours()
         rep.details["slack_messages"] = len(slack_msgs)
         rep.details["simulator_errors"] = sim.failures[:5]
@@ -394,8 +446,10 @@ async def _narrate(app: App, note: Say, seen: set[int], last: dict[str, Any]) ->
         for c in await cur.fetchall():
             if c["instance"] not in last.get("cooldown", set()):
                 last.setdefault("cooldown", set()).add(c["instance"])
-                note(f"{c['instance']} in cooldown until {c['cooldown_until']:%H:%M:%S} UTC;"
-                     " sends move to the other chips")  # fmt: skip
+                note(
+                    f"{c['instance']} in cooldown until {c['cooldown_until']:%H:%M:%S} UTC;"
+                    " sends move to the other chips"
+                )
         cur = await conn.execute("""
             SELECT (SELECT count(*) FROM fila_mensagens WHERE status = 'enviada') AS enviadas,
                    (SELECT count(DISTINCT telefone) FROM mensagens_recebidas
@@ -407,17 +461,22 @@ async def _narrate(app: App, note: Say, seen: set[int], last: dict[str, Any]) ->
         counts = await cur.fetchone()
     if counts and counts != last.get("counts"):
         last["counts"] = counts
-        note("sent {enviadas} · doctors who wrote {responderam} · reserved {reservadas} · "
-             "handoffs {handoffs} · opt-outs {optouts}".format(**counts))
+        note(
+            "sent {enviadas} · doctors who wrote {responderam} · reserved {reservadas} · "
+            "handoffs {handoffs} · opt-outs {optouts}".format(**counts)
+        )
 
 
 async def _settle(app: App, timeout_s: float) -> None:
     """Wait until nothing is pending in the queue or the inbox (or ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        open_ = await _count(app, "SELECT (SELECT count(*) FROM fila_mensagens WHERE status IN"
-                                  " ('pendente', 'processando', 'incerta')) + (SELECT count(*)"
-                                  " FROM mensagens_recebidas WHERE status = 'pendente')")  # fmt: skip
+        open_ = await _count(
+            app,
+            "SELECT (SELECT count(*) FROM fila_mensagens WHERE status IN"
+            " ('pendente', 'processando', 'incerta')) + (SELECT count(*)"
+            " FROM mensagens_recebidas WHERE status = 'pendente')",
+        )
         if open_ == 0:
             return
         await asyncio.sleep(0.5)

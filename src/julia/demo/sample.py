@@ -7,6 +7,7 @@ loads its data through the same import code an operator uses.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import random
 from dataclasses import dataclass
@@ -20,35 +21,115 @@ from julia.domain import medicos, vagas
 SEED = 2026
 
 FIRST = (
-    "Ana", "Beatriz", "Camila", "Carolina", "Daniela", "Fernanda", "Gabriela", "Isabela",
-    "Juliana", "Larissa", "Letícia", "Mariana", "Natália", "Patrícia", "Renata", "Tatiane",
-    "Aline", "Bruna", "Vanessa", "Luíza", "André", "Bruno", "Carlos", "Daniel", "Eduardo",
-    "Felipe", "Gustavo", "Henrique", "João", "José", "Leonardo", "Lucas", "Marcelo",
-    "Mateus", "Paulo", "Rafael", "Ricardo", "Rodrigo", "Thiago", "Vinícius",
-)  # fmt: skip
+    "Ana",
+    "Beatriz",
+    "Camila",
+    "Carolina",
+    "Daniela",
+    "Fernanda",
+    "Gabriela",
+    "Isabela",
+    "Juliana",
+    "Larissa",
+    "Letícia",
+    "Mariana",
+    "Natália",
+    "Patrícia",
+    "Renata",
+    "Tatiane",
+    "Aline",
+    "Bruna",
+    "Vanessa",
+    "Luíza",
+    "André",
+    "Bruno",
+    "Carlos",
+    "Daniel",
+    "Eduardo",
+    "Felipe",
+    "Gustavo",
+    "Henrique",
+    "João",
+    "José",
+    "Leonardo",
+    "Lucas",
+    "Marcelo",
+    "Mateus",
+    "Paulo",
+    "Rafael",
+    "Ricardo",
+    "Rodrigo",
+    "Thiago",
+    "Vinícius",
+)
 LAST = (
-    "Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira",
-    "Lima", "Gomes", "Costa", "Ribeiro", "Martins", "Carvalho", "Almeida", "Lopes",
-    "Soares", "Fernandes", "Vieira", "Barbosa", "Rocha", "Dias", "Nascimento", "Andrade",
-    "Moreira", "Nunes", "Marques", "Machado", "Mendes", "Freitas", "Cardoso", "Teixeira",
-)  # fmt: skip
+    "Silva",
+    "Santos",
+    "Oliveira",
+    "Souza",
+    "Rodrigues",
+    "Ferreira",
+    "Alves",
+    "Pereira",
+    "Lima",
+    "Gomes",
+    "Costa",
+    "Ribeiro",
+    "Martins",
+    "Carvalho",
+    "Almeida",
+    "Lopes",
+    "Soares",
+    "Fernandes",
+    "Vieira",
+    "Barbosa",
+    "Rocha",
+    "Dias",
+    "Nascimento",
+    "Andrade",
+    "Moreira",
+    "Nunes",
+    "Marques",
+    "Machado",
+    "Mendes",
+    "Freitas",
+    "Cardoso",
+    "Teixeira",
+)
 #: (DDD, UF, city) where the doctors live.
 PLACES = (
-    ("11", "SP", "São Paulo"), ("19", "SP", "Campinas"), ("21", "RJ", "Rio de Janeiro"),
-    ("31", "MG", "Belo Horizonte"), ("41", "PR", "Curitiba"), ("51", "RS", "Porto Alegre"),
-    ("61", "DF", "Brasília"), ("71", "BA", "Salvador"), ("81", "PE", "Recife"),
-)  # fmt: skip
+    ("11", "SP", "São Paulo"),
+    ("19", "SP", "Campinas"),
+    ("21", "RJ", "Rio de Janeiro"),
+    ("31", "MG", "Belo Horizonte"),
+    ("41", "PR", "Curitiba"),
+    ("51", "RS", "Porto Alegre"),
+    ("61", "DF", "Brasília"),
+    ("71", "BA", "Salvador"),
+    ("81", "PE", "Recife"),
+)
 ESPECIALIDADES = (
-    "Clínica Médica", "Pediatria", "Ortopedia", "Anestesiologia", "Cardiologia",
+    "Clínica Médica",
+    "Pediatria",
+    "Ortopedia",
+    "Anestesiologia",
+    "Cardiologia",
     "Ginecologia e Obstetrícia",
-)  # fmt: skip
+)
 HOSPITAIS = (
-    "Hospital São Lucas", "Hospital Santa Marta", "Santa Casa de Campinas",
-    "Hospital Municipal do Tatuapé", "Hospital Regional de Osasco",
-)  # fmt: skip
+    "Hospital São Lucas",
+    "Hospital Santa Marta",
+    "Santa Casa de Campinas",
+    "Hospital Municipal do Tatuapé",
+    "Hospital Regional de Osasco",
+)
 #: (inicio, fim, valor base) of the shift slots.
-TURNOS = (("07:00", "19:00", 1400), ("19:00", "07:00", 1600), ("07:00", "13:00", 800),
-          ("13:00", "19:00", 800))  # fmt: skip
+TURNOS = (
+    ("07:00", "19:00", 1400),
+    ("19:00", "07:00", 1600),
+    ("07:00", "13:00", 800),
+    ("13:00", "19:00", 800),
+)
 
 #: The incident's pool: four chips, trust 85, 75, 70 and 70 (only the first may prospect).
 CHIPS = (("chip-85", 85), ("chip-75", 75), ("chip-70a", 70), ("chip-70b", 70))
@@ -82,8 +163,17 @@ def write_medicos(path: Path, n: int = N_MEDICOS, seed: int = SEED) -> Path:
             ddd, uf, cidade = rng.choice(PLACES)
             nome = f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.choice(LAST)}"
             crm = f"{rng.randint(10000, 199999)}-{uf}"
-            out.writerow([nome, _phone(rng, ddd, used), crm, rng.choice(ESPECIALIDADES), uf,
-                          cidade, f"demo-{i:03d}"])  # fmt: skip
+            out.writerow(
+                [
+                    nome,
+                    _phone(rng, ddd, used),
+                    crm,
+                    rng.choice(ESPECIALIDADES),
+                    uf,
+                    cidade,
+                    f"demo-{i:03d}",
+                ]
+            )
     return path
 
 
@@ -108,15 +198,21 @@ def write_vagas(path: Path, today: date, n: int = N_VAGAS, seed: int = SEED) -> 
     return path
 
 
+def write(folder: Path, today: date) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_medicos(folder / "medicos.csv"), write_vagas(folder / "vagas.csv", today)
+
+
 async def load(app: App, folder: Path) -> Loaded:
     """Write the CSVs into ``folder``, import them, and register the incident's chips."""
-    folder.mkdir(parents=True, exist_ok=True)
-    m = await medicos.import_medicos(app, write_medicos(folder / "medicos.csv"))
     today = app.clock.now().date()
-    v = await vagas.import_vagas(app, write_vagas(folder / "vagas.csv", today))
+    files = await asyncio.to_thread(write, folder, today)
+    m = await medicos.import_medicos(app, files[0])
+    v = await vagas.import_vagas(app, files[1])
     chips = [
-        await pool.add(app, instance=name, telefone=f"+551190000{i:04d}", trust_score=trust,
-                       status="active")  # fmt: skip
+        await pool.add(
+            app, instance=name, telefone=f"+551190000{i:04d}", trust_score=trust, status="active"
+        )
         for i, (name, trust) in enumerate(CHIPS, 1)
     ]
     return Loaded(medicos=m.inserted + m.updated, vagas=v.inserted + v.updated, chips=chips)

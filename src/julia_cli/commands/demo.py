@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from julia.core.app import App
-from julia.core.redact import mask_url
 from julia.core.errors import InvalidInput
+from julia.core.redact import mask_url
 from julia.demo import report as demo_report
 from julia.demo import run as demo_run
 from julia.ops import overview
@@ -70,7 +70,9 @@ def demo(
     ] = False,
     duration: Annotated[
         float,
-        typer.Option("--duration", min=10, help="Seconds the story runs (plus setup and settling)."),
+        typer.Option(
+            "--duration", min=10, help="Seconds the story runs (plus setup and settling)."
+        ),
     ] = 90.0,
 ) -> None:
     """Run Júlia end to end on this machine: a campaign, doctors answering, the 403 incident."""
@@ -105,12 +107,15 @@ def demo(
         assert task is not None
         loop.add_signal_handler(signal.SIGTERM, task.cancel)  # stop the children, then exit
         return await demo_run.run(
-            s, duration_s=duration, capabilities=caps, say=say,
+            s,
+            duration_s=duration,
+            capabilities=caps,
+            say=say,
             watch=None if headless else watch,
-        )  # fmt: skip
+        )
 
-    say(f"julia demo: {duration:.0f}s story; this build plays: "
-        + ", ".join(k for k, v in vars(caps).items() if v) or "the core (no agent yet)")  # fmt: skip
+    plays = ", ".join(k for k, v in vars(caps).items() if v) or "the core (no agent yet)"
+    say(f"julia demo: a {duration:.0f}s story; this build plays: {plays}")
     try:
         outcome = asyncio.run(main())
     except KeyboardInterrupt:
@@ -121,9 +126,25 @@ def demo(
     for line in rep.look_next:
         say(f"look next: {line}")
     sys.stderr.flush()
-    keys = {"sent", "delivered", "replied", "reserved", "handoffs", "handoffs_ended",
-            "opt_outs", "opt_out_violations", "alerts", "alerts_by_kind", "duplicates", "lost",
-            "not_terminal", "by_chip", "incident", "checks", "ok"}  # fmt: skip
+    keys = {
+        "sent",
+        "delivered",
+        "replied",
+        "reserved",
+        "handoffs",
+        "handoffs_ended",
+        "opt_outs",
+        "opt_out_violations",
+        "alerts",
+        "alerts_by_kind",
+        "duplicates",
+        "lost",
+        "not_terminal",
+        "by_chip",
+        "incident",
+        "checks",
+        "ok",
+    }
     data = {k: v for k, v in rep.as_dict().items() if k in keys}
     data["database"] = mask_url(outcome.database_url)
     typer.echo(json.dumps(data, default=str, ensure_ascii=False))
