@@ -8,10 +8,13 @@ started outlives it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -81,6 +84,37 @@ def test_headless_demo_holds_its_invariants_and_leaves_nothing_behind(
         assert enviadas is not None and enviadas[0] <= data["sent"]
     finally:
         _drop(pg_server_url, data["database"])
+
+
+def test_a_stopped_demo_stops_every_process_it_started(
+    pg_server_url: str, redis_server_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM (as Ctrl-C) mid-run: the demo stops its children and exits 130."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JULIA_")}
+    env.update({"JULIA_DATABASE_URL": pg_server_url, "JULIA_REDIS_URL": redis_server_url,
+                "JULIA_HOME": str(tmp_path / "home")})  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "julia_cli", "demo", "--headless", "--duration", "60"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    pids: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while "scheduler" not in pids and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        for f in (tmp_path / "home" / "demo").glob("*/logs/pids.json"):
+            with contextlib.suppress(ValueError):
+                pids = json.loads(f.read_text())
+    assert "scheduler" in pids, proc.stdout.read() if proc.stdout else ""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:]
+    assert "every process stopped" in out
+    assert [n for n, pid in pids.items() if _alive(pid)] == []
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        (name,) = {
+            f.parent.parent.name for f in (tmp_path / "home" / "demo").glob("*/logs/pids.json")
+        }
+        conn.execute(f'DROP DATABASE IF EXISTS "julia_demo_{name}" WITH (FORCE)')
 
 
 def _name(database: str) -> str:

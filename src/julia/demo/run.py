@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 #: What the run's duration stands for: two hours of a working morning.
 STORY_MINUTES = 120.0
 API_KEY = "demo-sandbox-key"
+WAVE = 10
 
 #: Settings every demo process runs with: time compressed, the business day always
 #: open (a demo may run at midnight), rate limits wide enough for one campaign.
@@ -337,7 +338,9 @@ async def _play(
                     _campaign_text(a["nome"], a["especialidade"]),
                     tipo="campanha",
                     medico_id=a["id"],
-                    agendar_para=start + spread * i / len(audience),
+                    # in waves of 10, as a campaign sender releases them: several sends
+                    # are in flight on a chip when it is restricted
+                    agendar_para=start + spread * (i - i % WAVE) / len(audience),
                     idempotency_key=f"demo:campanha:{a['id']}",
                 )
                 for i, a in enumerate(audience)

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from julia.core import logs
 from julia.core.app import App
 from julia.core.errors import InvalidInput
 from julia.core.redact import mask_url
@@ -77,6 +78,7 @@ def demo(
 ) -> None:
     """Run Júlia end to end on this machine: a campaign, doctors answering, the 403 incident."""
     s = settings()
+    logs.configure("warning", s.log_format)  # the demo narrates; its processes log to files
     caps = capabilities()
     if not sys.executable:
         raise InvalidInput("cannot find the Python interpreter to start the components")
@@ -105,7 +107,8 @@ def demo(
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)  # stop the children, then exit
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stop the children, then exit
+            loop.add_signal_handler(sig, task.cancel)
         return await demo_run.run(
             s,
             duration_s=duration,
@@ -118,7 +121,7 @@ def demo(
     say(f"julia demo: a {duration:.0f}s story; this build plays: {plays}")
     try:
         outcome = asyncio.run(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         err_console.print("interrupted: every process was stopped")
         raise typer.Exit(130) from None
     rep = outcome.report
