@@ -64,7 +64,7 @@ async def test_three_messages_1s_apart_become_one_turn(
     [t] = await turns(app)
     assert t["texto"] == "oi\ntudo bem?\ntem plantão sábado?"
     assert t["status"] == "aguardando_resposta" and t["parado_por"] is None
-    assert t["processors"][-1] == "awaiting_reply"
+    assert t["processors"][-1] == "agent"
     rows = await inbox.list_inbox(app)
     assert {r.status for r in rows} == {"processada"} and {r.turno_id for r in rows} == {t["id"]}
     async with app.pool.connection() as conn:

@@ -280,7 +280,7 @@ def test_processors_run_in_the_issue_order() -> None:
         ("chip_mapping", 21), ("business_events", 22), ("human_takeover", 24),
         ("chatwoot_sync", 25), ("optout", 30), ("outside_hours", 32), ("bot_detection", 35),
         ("media", 40), ("long_message", 45), ("handoff_trigger", 50), ("handoff_keywords", 55),
-        ("human_control", 60), ("awaiting_reply", 100),
+        ("human_control", 60), ("agent", 100),
     ]  # fmt: skip
 
 

@@ -9,11 +9,13 @@ it); ``julia config show`` prints the effective values, secrets masked.
 
 from __future__ import annotations
 
+from julia.agent.settings import AgentSettings
 from julia.chips.settings import ChipsSettings
 from julia.core.settings import CoreSettings
 from julia.fila.settings import FilaSettings
 from julia.gateways.settings import GatewaySettings
 from julia.inbox.settings import InboxSettings
+from julia.llm.settings import LLMSettings
 from julia.notify.settings import NotifySettings
 from julia.ops.settings import OpsSettings
 from julia.resilience.settings import ResilienceSettings
@@ -22,6 +24,8 @@ from julia.resilience.settings import ResilienceSettings
 class Settings(
     OpsSettings,
     InboxSettings,
+    AgentSettings,
+    LLMSettings,
     ChipsSettings,
     FilaSettings,
     NotifySettings,

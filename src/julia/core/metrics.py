@@ -34,6 +34,7 @@ from julia.core.logs import get_logger
 log = get_logger(__name__)
 
 __all__ = [
+    "AGENT_FALLBACKS",
     "ALERTS",
     "CIRCUIT_LOCAL",
     "CIRCUIT_REFUSED",
@@ -104,6 +105,9 @@ LLM_LATENCY = Histogram(
 )
 TOOL_CALLS = Counter(
     "julia_tool_calls_total", "Agent tool calls, by tool and outcome.", ["tool", "outcome"]
+)
+AGENT_FALLBACKS = Counter(
+    "julia_agent_fallbacks_total", "Turns answered with the fallback reply, by reason.", ["reason"]
 )
 GUARDRAIL_VIOLATIONS = Counter(
     "julia_guardrail_violations_total", "Replies stopped or fixed by a guardrail.", ["rule"]

@@ -8,9 +8,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
 from julia.core import audit
 from julia.core.app import App
-from julia.core.errors import InvalidInput
+from julia.core.errors import Conflict, InvalidInput, NotFound
 from julia.core.importing import ImportResult, Progress, read_csv, required, validate_rows
 from julia.domain.medicos import ensure_especialidades
 
@@ -201,3 +205,109 @@ async def list_vagas(app: App, *, status: str | None = None, limit: int = 100) -
             {"s": status, "limit": limit},
         )
         return [Vaga(**row) for row in await cur.fetchall()]
+
+
+# --- reservation (the agent's reservar_vaga and `julia vagas reservar|confirmar|cancelar`) ---
+
+_SELECT = (
+    "SELECT v.id, v.id_externo, h.nome AS hospital, e.nome AS especialidade, v.data,"
+    " v.inicio, v.fim, v.periodo, v.valor, v.status, v.reservada_por FROM vagas v"
+    " JOIN hospitais h ON h.id = v.hospital_id"
+    " JOIN especialidades e ON e.id = v.especialidade_id"
+)
+#: What may follow what: reservar (aberta→reservada), confirmar (reservada→confirmada),
+#: cancelar (a reservation back to aberta, or an open shift to cancelada).
+_MOVES = {"reservar": ("aberta",), "confirmar": ("reservada",),
+          "cancelar": ("reservada", "confirmada", "aberta")}  # fmt: skip
+
+
+class VagaGone(Conflict):
+    """The shift is no longer available (taken, changed, or locked by another reservation)."""
+
+
+async def get_vaga(app: App, vaga_id: int) -> Vaga:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(_SELECT + " WHERE v.id = %s", (vaga_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no vaga {vaga_id}")
+    return Vaga(**row)
+
+
+async def move(
+    app: App,
+    vaga_id: int,
+    acao: str,
+    *,
+    medico_id: int | None = None,
+    unchanged_since: datetime | None = None,
+    actor: audit.Actor | None = None,
+    motivo: str | None = None,
+    conn: AsyncConnection[Any] | None = None,
+) -> Vaga:
+    """Reserve, confirm or cancel one shift in one transaction: ``FOR UPDATE NOWAIT``
+    (a shift another reservation is holding is :class:`VagaGone` at once, never a
+    wait), the status checked, ``unchanged_since`` (the shift's ``updated_at`` when it
+    was offered) compared, a business event written, and an audit row when ``actor``."""
+    if acao not in _MOVES:
+        raise InvalidInput(f"acao {acao!r} is not one of {', '.join(_MOVES)}")
+    if acao == "reservar" and medico_id is None:
+        raise InvalidInput("a reservation needs the doctor")
+    if conn is None:
+        async with app.pool.connection() as own, own.transaction():
+            return await _move_in(own, app, vaga_id, acao, medico_id, unchanged_since, actor,
+                                  motivo)  # fmt: skip
+    return await _move_in(conn, app, vaga_id, acao, medico_id, unchanged_since, actor, motivo)
+
+
+async def _move_in(
+    conn: AsyncConnection[Any],
+    app: App,
+    vaga_id: int,
+    acao: str,
+    medico_id: int | None,
+    unchanged_since: datetime | None,
+    actor: audit.Actor | None,
+    motivo: str | None,
+) -> Vaga:
+    now = app.clock.now()
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                "SELECT status, reservada_por, updated_at FROM vagas WHERE id = %s"
+                " FOR UPDATE NOWAIT",
+                (vaga_id,),
+            )
+            row = await cur.fetchone()
+    except psycopg.errors.LockNotAvailable:
+        raise VagaGone(f"vaga {vaga_id} is being reserved by someone else") from None
+    if row is None:
+        raise NotFound(f"no vaga {vaga_id}")
+    if row["status"] not in _MOVES[acao]:
+        raise VagaGone(f"vaga {vaga_id} is {row['status']}, cannot {acao}")
+    if unchanged_since is not None and row["updated_at"] != unchanged_since:
+        raise VagaGone(f"vaga {vaga_id} changed since it was offered")
+    status = {"reservar": "reservada", "confirmar": "confirmada"}.get(acao) or (
+        "cancelada" if row["status"] == "aberta" else "aberta")  # fmt: skip
+    por = medico_id if acao == "reservar" else row["reservada_por"] if acao == "confirmar" else None
+    await conn.execute(
+        "UPDATE vagas SET status = %(s)s, reservada_por = %(p)s, reservada_em = CASE %(s)s"
+        " WHEN 'reservada' THEN %(now)s WHEN 'confirmada' THEN reservada_em END,"
+        " updated_at = %(now)s WHERE id = %(id)s",
+        {"s": status, "p": por, "now": now, "id": vaga_id},
+    )
+    event = {"reservar": "vaga_reservada", "confirmar": "vaga_confirmada",
+             "cancelar": "vaga_cancelada"}[acao]  # fmt: skip
+    await conn.execute(
+        "INSERT INTO business_events (tipo, medico_id, vaga_id, props, created_at)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (event, por or row["reservada_por"], vaga_id,
+         Jsonb({"de": row["status"], "para": status, "motivo": motivo}), now),
+    )  # fmt: skip
+    if actor is not None:
+        await audit.record(conn, now, actor, f"vagas.{acao}", alvo=str(vaga_id), motivo=motivo,
+                           detalhes={"de": row["status"], "para": status, "medico_id": por})  # fmt: skip
+    cur = await conn.execute(_SELECT + " WHERE v.id = %s", (vaga_id,))
+    found = await cur.fetchone()
+    assert found is not None
+    return Vaga(**found)

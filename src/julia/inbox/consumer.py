@@ -28,6 +28,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from julia.agent.turn import Superseded
 from julia.core import logs, metrics
 from julia.core.app import App
 from julia.core.logs import get_logger
@@ -153,6 +154,12 @@ async def _process(
     renewal = asyncio.create_task(_renew(app, key, worker_id))
     try:
         result = await run_pipeline(app, ctx, processors or default_processors())
+    except Superseded:
+        # A newer message arrived while Júlia was thinking: her reply was dropped and the
+        # messages stay pending, so the next claim makes one turn of the whole burst.
+        await _release(app, key, worker_id)
+        metrics.observe_turn("refeito", time.perf_counter() - started, lag_s)
+        return Turn(key, ids, status="refeito")
     except Exception as exc:
         turn = await _fail(app, key, worker_id, ids, max(r["attempts"] for r in rows), exc)
         metrics.observe_turn("erro", time.perf_counter() - started, lag_s)

@@ -79,6 +79,9 @@ KINDS: dict[str, Kind] = {
         Kind("handoff.not_notified", "critical", "Handoff without notification"),
         Kind("inbox.stalled", "critical", "Inbound messages not turned into turns"),
         Kind("inbox.parked", "warning", "Inbound messages parked after failing"),
+        Kind("agent.unanswered", "critical", "Doctors' turns waiting for Júlia's reply"),
+        Kind("agent.no_model", "critical", "No model configured: doctors' turns wait"),
+        Kind("llm.budget", "warning", "Daily model token budget spent"),
     )
 }
 

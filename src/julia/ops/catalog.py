@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from julia.agent import pending
 from julia.chips import health as chip_health
 from julia.chips import pool, scoring
 from julia.core.app import App
@@ -109,6 +110,19 @@ async def fila_backlog(app: App) -> Done:
 async def inbox_rescue(app: App) -> Done:
     r = await inbox_consumer.rescue(app)
     return _report(r, r.leases_freed)
+
+
+@job("agent_pending", "Answer turns due: after-hours ones at opening, those that waited for a model",
+     lambda s: Every(s.agent_pending_interval_s))  # fmt: skip
+async def agent_pending(app: App) -> Done:
+    r = await pending.answer_due(app)
+    return _report(r, r.turnos)
+
+
+@job("agent_unanswered", "Alert agent.unanswered on turns waiting too long for Júlia's reply",
+     lambda s: Every(s.agent_unanswered_interval_s))  # fmt: skip
+async def agent_unanswered(app: App) -> Done:
+    return _raised(await pending.check_unanswered(app))
 
 
 # --- chips -----------------------------------------------------------------------------

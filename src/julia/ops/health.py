@@ -28,12 +28,14 @@ from typing import Any
 
 import psycopg
 
+from julia.agent import pending, turn
 from julia.chips import pool, trust
 from julia.core.app import App
 from julia.core.errors import MigrationError
 from julia.core.logs import get_logger
 from julia.core.redact import mask_phone
 from julia.fila import queue as fila
+from julia.llm import client as llm_client
 from julia.ops import heartbeat
 from julia.ops.jobs import runner
 from julia.resilience import breaker
@@ -42,7 +44,7 @@ log = get_logger(__name__)
 
 HEALTHY, DEGRADED, UNHEALTHY, NOT_AVAILABLE = "healthy", "degraded", "unhealthy", "not_available"
 #: Components checked by :func:`check`, in display order.
-COMPONENTS = ("storage", "queue", "workers", "scheduler", "chips", "circuits")
+COMPONENTS = ("storage", "queue", "workers", "scheduler", "chips", "circuits", "agent")
 #: Service breakers whose opening hurts more than a single chip's.
 _SERVICE_PENALTY = {"evolution": 60, "anthropic": 40, "chatwoot": 20, "slack": 10}
 _CHECK_TIMEOUT_S = 2.0
@@ -388,6 +390,22 @@ async def circuits(app: App, deep: bool = False) -> Component:
     return _component(app, "circuits", max(score, 0), summary, **details)
 
 
+async def agent(app: App) -> Component:
+    """Turns waiting for Júlia's reply longer than ``agent_unanswered_min``, and whether a
+    model is configured (without one, turns wait: the summary says why)."""
+    try:
+        waiting, oldest = await pending.unanswered(app)
+    except psycopg.errors.UndefinedTable as exc:
+        raise NotAvailable("inbox_turnos does not exist") from exc
+    configured = turn.ready(app)
+    score = 100 - min(80, waiting * 20)
+    why = "" if configured else " (" + llm_client.why_not(app.settings) + ")"
+    summary = f"{waiting} turn(s) unanswered{why}" if waiting or why else "answering"
+    return _component(app, "agent", max(score, 0), summary, unanswered=waiting,
+                      oldest_min=round(oldest, 1) if oldest is not None else None,
+                      model_configured=configured)  # fmt: skip
+
+
 # --- the whole -----------------------------------------------------------------------
 
 
@@ -414,6 +432,7 @@ async def check(app: App, deep: bool = False) -> Report:
             "scheduler": lambda: scheduler(app),
             "chips": lambda: chips(app, deep),
             "circuits": lambda: circuits(app, deep),
+            "agent": lambda: agent(app),
         }
         for name, fn in checks.items():
             comps.append(await _guarded(app, name, fn))

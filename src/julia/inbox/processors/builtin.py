@@ -3,7 +3,7 @@
 group ingestion (5) · parse (10) · presence (15) · load entities (20) · chip mapping (21)
 · business events (22) · human takeover (24) · Chatwoot sync (25) · opt-out (30)
 · outside business hours (32) · bot detection (35) · media (40) · long message (45)
-· handoff trigger (50) · handoff keywords (55) · human control (60) · awaiting reply (100)
+· handoff trigger (50) · handoff keywords (55) · human control (60) · agent (100)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from julia.domain import medicos
 from julia.fila.queue import block_pending_for_medico
 from julia.inbox.events import MEDIA_TIPOS
 from julia.inbox.processors import media, texts
+from julia.inbox.processors.agent import AgentReply
 from julia.inbox.processors.base import Processor, Step, TurnContext, halt, proceed
 from julia.inbox.processors.outbound import enqueue_reply, gateway_for, send_now
 
@@ -408,20 +409,11 @@ class HumanControl:
         return proceed(ctx)
 
 
-class AwaitingReply:
-    """Until the agent lands: the turn is recorded as awaiting Júlia's reply."""
-
-    name, priority = "awaiting_reply", 100
-
-    async def process(self, app: App, ctx: TurnContext) -> Step:
-        return proceed(ctx.flag("aguardando_resposta"))
-
-
 def default_processors() -> list[Processor]:
     """Every built-in processor, sorted by priority."""
     found: list[Processor] = [
         GroupIngestion(), Parse(), Presence(), LoadEntities(), ChipMapping(), BusinessEvents(),
         HumanTakeover(), ChatwootSync(), OptOut(), OutsideHours(), BotDetection(), Media(),
-        LongMessage(), HandoffTrigger(), HandoffKeywords(), HumanControl(), AwaitingReply(),
+        LongMessage(), HandoffTrigger(), HandoffKeywords(), HumanControl(), AgentReply(),
     ]  # fmt: skip
     return sorted(found, key=lambda p: p.priority)

@@ -1,0 +1,1 @@
+"""Júlia the agent: a turn of a doctor's conversation answered with the model and tools."""

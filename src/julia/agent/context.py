@@ -1,0 +1,141 @@
+"""A turn's context, its parts read in parallel: history (or summary + the last 5),
+the doctor's profile, preferences and memories, this conversation's offers, how many
+shifts of their specialty are open, and the active directives (``app_settings`` key
+``agent.diretrizes``). A part that fails is logged and left out; the turn goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from julia.agent.text import dia, fold
+from julia.core.app import App
+from julia.core.logs import get_logger
+from julia.llm.model import Model, Request
+
+log = get_logger(__name__)
+
+SUMMARY_SYSTEM = ("Resuma em até 5 linhas, em português, a conversa entre a Júlia (recrutadora)"
+                  " e um médico: o que ele procura, o que foi oferecido e combinado.")  # fmt: skip
+
+
+@dataclass
+class Context:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumo: str | None = None
+    medico: dict[str, Any] = field(default_factory=dict)
+    memorias: list[str] = field(default_factory=list)
+    ofertas: list[dict[str, Any]] = field(default_factory=list)
+    vagas_abertas: int | None = None
+    diretrizes: list[str] = field(default_factory=list)
+    hospitais: set[str] = field(default_factory=set)
+    failed: list[str] = field(default_factory=list)
+
+    def as_json(self, today: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"hoje": f"{dia(today)} {today.isoformat()}", "medico": self.medico}
+        if self.resumo:
+            out["resumo_da_conversa"] = self.resumo
+        if self.memorias:
+            out["memorias"] = self.memorias
+        if self.ofertas:
+            out["ofertas"] = self.ofertas
+        if self.vagas_abertas is not None:
+            out["vagas_abertas_na_especialidade"] = self.vagas_abertas
+        if self.diretrizes:
+            out["diretrizes"] = self.diretrizes
+        return out
+
+
+async def _rows(app: App, sql: str, *params: Any) -> list[dict[str, Any]]:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(sql, params)
+        return list(await cur.fetchall())
+
+
+async def _history(
+    app: App, model: Model, conversa_id: int, exclude: list[str]
+) -> tuple[list[dict[str, Any]], str | None]:
+    s = app.settings
+    rows = await _rows(
+        app,
+        "SELECT direcao, conteudo, created_at FROM interacoes WHERE conversa_id = %s"
+        " AND (provider_message_id IS NULL OR provider_message_id <> ALL(%s))"
+        " ORDER BY created_at DESC, id DESC LIMIT %s",
+        conversa_id, exclude, max(s.agent_history_messages, s.agent_summary_after + 1),
+    )  # fmt: skip
+    rows.reverse()
+    if len(rows) <= s.agent_summary_after:
+        return rows, None
+    resumo = await _summary(app, model, conversa_id, rows[:-5])
+    return rows[-5:], resumo
+
+
+async def _summary(
+    app: App, model: Model, conversa_id: int, older: list[dict[str, Any]]
+) -> str | None:
+    """The stored summary, refreshed by the cheaper model when older messages changed."""
+    stored = await _rows(app, "SELECT resumo, resumo_ate FROM conversas WHERE id = %s", conversa_id)
+    last = older[-1]["created_at"] if older else None
+    if stored and stored[0]["resumo"] and stored[0]["resumo_ate"] == last:
+        return str(stored[0]["resumo"])
+    lines = [f"{'Médico' if r['direcao'] == 'entrada' else 'Júlia'}: {r['conteudo']}" for r in older]
+    response = await model.create(
+        Request(system=SUMMARY_SYSTEM, messages=[{"role": "user", "content": "\n".join(lines)}],
+                model=app.settings.llm_summary_model, max_tokens=300)
+    )  # fmt: skip
+    async with app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE conversas SET resumo = %s, resumo_ate = %s WHERE id = %s",
+            (response.text, last, conversa_id),
+        )
+    return response.text
+
+
+async def build(
+    app: App, model: Model, *, conversa_id: int, medico_id: int, exclude: list[str]
+) -> Context:
+    ctx = Context()
+    parts: dict[str, Awaitable[Any]] = {
+        "history": _history(app, model, conversa_id, exclude),
+        "medico": _rows(
+            app,
+            "SELECT m.nome, e.nome AS especialidade, m.especialidade_id, m.cidade, m.uf,"
+            " m.preferencias FROM medicos m LEFT JOIN especialidades e"
+            " ON e.id = m.especialidade_id WHERE m.id = %s", medico_id),
+        "memorias": _rows(app, "SELECT texto FROM agent_memorias WHERE medico_id = %s"
+                          " ORDER BY id DESC LIMIT 10", medico_id),
+        "ofertas": _rows(app, "SELECT o.snapshot, v.status FROM agent_ofertas o JOIN vagas v"
+                         " ON v.id = o.vaga_id WHERE o.conversa_id = %s ORDER BY o.id", conversa_id),
+        "vagas": _rows(app, "SELECT count(*) AS n FROM vagas v JOIN medicos m"
+                       " ON m.especialidade_id = v.especialidade_id WHERE m.id = %s"
+                       " AND v.status = 'aberta' AND v.data >= %s", medico_id,
+                       app.clock.now().date()),
+        "diretrizes": _rows(app, "SELECT value FROM app_settings WHERE key = 'agent.diretrizes'"),
+        "hospitais": _rows(app, "SELECT nome FROM hospitais"),
+    }  # fmt: skip
+    results = await asyncio.gather(*parts.values(), return_exceptions=True)
+    for name, result in zip(parts, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            log.warning("agent.context_part_failed", part=name, error=type(result).__name__)
+            ctx.failed.append(name)
+            continue
+        if name == "history":
+            ctx.history, ctx.resumo = result
+        elif name == "medico" and result:
+            ctx.medico = {k: v for k, v in result[0].items() if v not in (None, {}, "")}
+        elif name == "memorias":
+            ctx.memorias = [r["texto"] for r in result]
+        elif name == "ofertas":
+            ctx.ofertas = [{**r["snapshot"], "status": r["status"]} for r in result]
+        elif name == "vagas" and result:
+            ctx.vagas_abertas = int(result[0]["n"])
+        elif name == "diretrizes" and result:
+            value = result[0]["value"]
+            ctx.diretrizes = [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif name == "hospitais":
+            ctx.hospitais = {fold(r["nome"]) for r in result}
+    return ctx

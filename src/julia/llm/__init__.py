@@ -1,0 +1,1 @@
+"""The model port (:class:`julia.llm.model.Model`) and its Anthropic adapter."""
