@@ -10,10 +10,12 @@ it); ``julia config show`` prints the effective values, secrets masked.
 from __future__ import annotations
 
 from julia.agent.settings import AgentSettings
+from julia.campanhas.settings import CampanhasSettings
 from julia.chips.settings import ChipsSettings
 from julia.core.settings import CoreSettings
 from julia.fila.settings import FilaSettings
 from julia.gateways.settings import GatewaySettings
+from julia.guardrails.settings import GuardrailsSettings
 from julia.inbox.settings import InboxSettings
 from julia.llm.settings import LLMSettings
 from julia.notify.settings import NotifySettings
@@ -23,6 +25,8 @@ from julia.resilience.settings import ResilienceSettings
 
 class Settings(
     OpsSettings,
+    CampanhasSettings,
+    GuardrailsSettings,
     InboxSettings,
     AgentSettings,
     LLMSettings,

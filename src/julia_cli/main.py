@@ -8,10 +8,12 @@ import typer
 
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
+from julia_cli.commands import campanha as campanha_cmd
 from julia_cli.commands import chips as chips_cmd
 from julia_cli.commands import circuits as circuits_cmd
 from julia_cli.commands import demo as demo_cmd
 from julia_cli.commands import fila as fila_cmd
+from julia_cli.commands import guardrails as guardrails_cmd
 from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
 from julia_cli.commands import ops as ops_cmd
@@ -60,6 +62,8 @@ app.add_typer(shim_cmd.app)
 app.add_typer(chips_cmd.app)
 app.add_typer(circuits_cmd.app)
 app.add_typer(ratelimit_cmd.app)
+app.add_typer(guardrails_cmd.app)
+app.add_typer(campanha_cmd.app)
 ops_cmd.register(app)
 app.command("demo")(demo_cmd.demo)
 

@@ -357,21 +357,6 @@ async def claim(app: App, worker_id: str, limit: int) -> list[Mensagem]:
     return rows
 
 
-async def opted_out(app: App, worker_id: str, ids: list[int]) -> set[int]:
-    """Of these claimed messages, those whose doctor has opted out (checked at send time)."""
-    if not ids:
-        return set()
-    async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT f.id FROM fila_mensagens f WHERE f.id = ANY(%(ids)s)"
-            " AND f.status = 'processando' AND f.lease_owner = %(worker)s AND EXISTS ("
-            "   SELECT 1 FROM medicos m WHERE m.opted_out"
-            "   AND (m.id = f.medico_id OR m.telefone = f.telefone))",
-            {"ids": ids, "worker": worker_id},
-        )
-        return {r["id"] for r in await cur.fetchall()}
-
-
 async def mark_send_started(
     app: App, worker_id: str, routes: dict[int, tuple[str, int | None]]
 ) -> set[int]:
@@ -721,7 +706,8 @@ async def block_pending_for_medico(
 ) -> int:
     """Block every pending message to a doctor (opt-out): ``bloqueada`` / BLOCKED_OPTOUT.
 
-    Messages already claimed are caught by the send-time check. Returns how many.
+    Messages already claimed are caught by the send-time check (:mod:`julia.guardrails`).
+    Returns how many.
     """
     sql = (
         "UPDATE fila_mensagens f SET status = 'bloqueada', outcome = 'BLOCKED_OPTOUT',"

@@ -35,6 +35,8 @@ class Outcome(StrEnum):
     RETRY = "RETRY"  # failed this time, another attempt is scheduled
     RESCHEDULED_RATE_LIMIT = "RESCHEDULED_RATE_LIMIT"
     BLOCKED_OPTOUT = "BLOCKED_OPTOUT"
+    #: Another guardrail stopped it at send time (manual block, human control, contact cap).
+    BLOCKED_GUARDRAIL = "BLOCKED_GUARDRAIL"
     FAILED_INVALID_NUMBER = "FAILED_INVALID_NUMBER"
     FAILED_CIRCUIT_OPEN = "FAILED_CIRCUIT_OPEN"
     FAILED_ALL_CHIPS = "FAILED_ALL_CHIPS"

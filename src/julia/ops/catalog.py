@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from julia.agent import pending
+from julia.campanhas import monitor as campanha_monitor
 from julia.chips import health as chip_health
 from julia.chips import pool, scoring
 from julia.core.app import App
@@ -173,3 +174,10 @@ async def chips_prune(app: App) -> Done:
      lambda s: At("04:00"))  # fmt: skip
 async def ratelimit_prune(app: App) -> int:
     return await ratelimit.prune_events(app)
+
+
+@job("campanhas", "Start scheduled campaigns, auto-pause on thresholds, alert on a stalled one",
+     lambda s: Every(s.campanha_tick_interval_s))  # fmt: skip
+async def campanhas(app: App) -> Done:
+    report = await campanha_monitor.tick(app)
+    return _report(report, len(report.started) + len(report.paused) + len(report.alerts))

@@ -2,7 +2,8 @@
 
 For each batch, in order:
 
-1. **opt-out** (at send time): a doctor who opted out → ``bloqueada`` / BLOCKED_OPTOUT;
+1. **guardrails** (at send time, :func:`julia.guardrails.rules.at_send`): opt-out or erasure →
+   ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL;
 2. **route**: which gateway instance sends it (:func:`route_for`, replaced by chips);
 3. **rate limits** (:func:`julia.outbound.guards.rate_limit`): a denial reschedules the
    message to when the limit frees up, without spending an attempt;
@@ -41,6 +42,7 @@ from julia.fila.queue import PROACTIVE, Mensagem, Result
 from julia.fila.states import Outcome, Status
 from julia.gateways import registry
 from julia.gateways.base import Gateway
+from julia.guardrails import rules as guardrails
 from julia.outbound import guards
 from julia.resilience.ratelimit import Decision
 
@@ -342,13 +344,13 @@ async def process_batch(
         results[m.id] = result
         outcomes.append(SendOutcome(m, route, result.status, result.outcome, err, None))
 
-    # 1. opt-out, at send time
-    blocked = await queue.opted_out(app, worker_id, [m.id for m in batch])
+    # 1. the guardrails (opt-out, erasure, manual block, human control, contact cap), at send time
+    blocked = await guardrails.at_send(app, worker_id, [m.id for m in batch])
     todo: list[Mensagem] = []
     for m in batch:
         if m.id in blocked:
-            settle(m, Result(m.id, Status.BLOQUEADA, Outcome.BLOCKED_OPTOUT,
-                             motivo="the doctor opted out before it was sent"), None)  # fmt: skip
+            b = blocked[m.id]
+            settle(m, Result(m.id, Status.BLOQUEADA, Outcome(b.outcome), motivo=b.motivo), None)
         else:
             todo.append(m)
 

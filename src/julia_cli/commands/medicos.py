@@ -9,11 +9,14 @@ import typer
 
 from julia.core import audit
 from julia.domain import medicos
+from julia.guardrails import blocks, lgpd
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, OperadorOpt, open_app
 from julia_cli.commands._progress import progress_bar
 
-app = JuliaTyper(name="medicos", help="Doctors: import, list, opt-out.")
+app = JuliaTyper(
+    name="medicos", help="Doctors: import, list, opt-out, consent, LGPD export and erasure."
+)
 
 PathArg = Annotated[Path, typer.Argument(help="CSV file with a header row.")]
 SkipOpt = Annotated[
@@ -90,3 +93,43 @@ async def optout(
         render.print_json(m.as_dict())
     else:
         render.message(f"opted out: {m.nome} ({render.mask(m.telefone)})")
+
+
+@app.command("optin")
+async def optin(
+    telefone: Annotated[str, typer.Argument(help="The doctor's phone.")],
+    motivo: Annotated[str, typer.Option("--motivo", help="Why (e.g. the doctor asked again).")],
+    operador: OperadorOpt = None,
+) -> None:
+    """Record a renewed consent, undoing an opt-out made by mistake (an operator only)."""
+    async with open_app() as a:
+        r = await blocks.optin(a, telefone, motivo=motivo, actor=audit.Actor.of(a, operador))
+    render.message(f"opted in again: {render.mask(r['telefone'])}")
+
+
+@app.command("exportar")
+async def exportar(
+    telefone: Annotated[str, typer.Argument(help="The doctor's phone.")],
+    operador: OperadorOpt = None,
+) -> None:
+    """Print everything Júlia holds about a doctor, as JSON (LGPD access request)."""
+    async with open_app() as a:
+        data = await lgpd.exportar(a, telefone, actor=audit.Actor.of(a, operador))
+    render.print_json(data)
+
+
+@app.command("esquecer")
+async def esquecer(
+    telefone: Annotated[str, typer.Argument(help="The doctor's phone.")],
+    motivo: Annotated[str, typer.Option("--motivo", help="Why (the request, its date).")],
+    operador: OperadorOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Erase a doctor's personal data everywhere; keep only a hashed phone (never contacted)."""
+    async with open_app() as a:
+        r = await lgpd.esquecer(a, telefone, motivo=motivo, actor=audit.Actor.of(a, operador))
+    if json_:
+        render.print_json(r)
+    else:
+        render.message(f"forgotten: {sum(r['removed'].values())} rows erased in"
+                       f" {len([k for k, v in r['removed'].items() if v])} tables")  # fmt: skip
