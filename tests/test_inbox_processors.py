@@ -145,6 +145,8 @@ async def test_a_message_typed_on_the_phone_pauses_julia(
     assert typed.parado_por == "human_takeover"
     conversa = await one(app, "SELECT controlled_by FROM conversas")
     assert conversa["controlled_by"] == "humano"
+    h = await one(app, "SELECT status, trigger, actor FROM handoffs")
+    assert h == {"status": "em_atendimento", "trigger": "chip", "actor": "chip"}
     turn = await say(client, app, clock, upsert("obrigado Ana"))
     assert (turn.parado_por, turn.motivo) == ("human_control", "a human controls the conversation")
     saida = await one(app, "SELECT count(*) AS n FROM interacoes WHERE direcao = 'saida'")
@@ -235,7 +237,8 @@ async def test_long_messages_are_trimmed_and_flagged(
 @pytest.mark.parametrize(
     ("text", "processor"),
     [("Quero falar com um atendente", "handoff_keywords"),
-     ("Não recebi o pagamento do mês passado", "handoff_trigger")],
+     ("Não recebi o pagamento do mês passado", "handoff_trigger"),
+     ("Isso é um ABSURDO, três semanas sem resposta", "handoff_sentiment")],
 )  # fmt: skip
 async def test_handoff_hands_the_conversation_to_a_human(
     client: httpx.AsyncClient, app: App, clock: FrozenClock, text: str, processor: str
@@ -245,6 +248,14 @@ async def test_handoff_hands_the_conversation_to_a_human(
     assert (await one(app, "SELECT controlled_by FROM conversas"))["controlled_by"] == "humano"
     event = await one(app, "SELECT tipo FROM business_events WHERE tipo = 'handoff'")
     assert event is not None
+    # Through the state machine: a handoff row with its trigger, and never silent: without
+    # Chatwoot configured nobody could be told, so a critical alert says so.
+    h = await one(app, "SELECT status, trigger, summary FROM handoffs")
+    assert h["status"] == "pendente" and text in h["summary"]
+    assert h["trigger"] == {"handoff_keywords": "keyword", "handoff_trigger": "gatilho",
+                            "handoff_sentiment": "sentimento"}[processor]  # fmt: skip
+    alert = await one(app, "SELECT severity FROM alerts WHERE kind = 'handoff.not_notified'")
+    assert alert["severity"] == "critical"
 
 
 # --- presence and the processor list ------------------------------------------------------
@@ -280,7 +291,7 @@ def test_processors_run_in_the_issue_order() -> None:
         ("chip_mapping", 21), ("business_events", 22), ("human_takeover", 24),
         ("chatwoot_sync", 25), ("optout", 30), ("outside_hours", 32), ("bot_detection", 35),
         ("media", 40), ("long_message", 45), ("handoff_trigger", 50), ("handoff_keywords", 55),
-        ("human_control", 60), ("agent", 100),
+        ("handoff_sentiment", 57), ("human_control", 60), ("agent", 100),
     ]  # fmt: skip
 
 

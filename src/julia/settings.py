@@ -16,6 +16,7 @@ from julia.core.settings import CoreSettings
 from julia.fila.settings import FilaSettings
 from julia.gateways.settings import GatewaySettings
 from julia.guardrails.settings import GuardrailsSettings
+from julia.handoff.settings import HandoffSettings
 from julia.inbox.settings import InboxSettings
 from julia.llm.settings import LLMSettings
 from julia.notify.settings import NotifySettings
@@ -30,6 +31,7 @@ class Settings(
     InboxSettings,
     AgentSettings,
     LLMSettings,
+    HandoffSettings,
     ChipsSettings,
     FilaSettings,
     NotifySettings,

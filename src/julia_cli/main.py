@@ -14,6 +14,7 @@ from julia_cli.commands import circuits as circuits_cmd
 from julia_cli.commands import demo as demo_cmd
 from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import guardrails as guardrails_cmd
+from julia_cli.commands import handoff as handoff_cmd
 from julia_cli.commands import inbox as inbox_cmd
 from julia_cli.commands import medicos, system, vagas
 from julia_cli.commands import ops as ops_cmd
@@ -61,6 +62,7 @@ app.add_typer(inbox_cmd.app)
 app.add_typer(shim_cmd.app)
 app.add_typer(chips_cmd.app)
 app.add_typer(circuits_cmd.app)
+app.add_typer(handoff_cmd.app)
 app.add_typer(ratelimit_cmd.app)
 app.add_typer(guardrails_cmd.app)
 app.add_typer(campanha_cmd.app)

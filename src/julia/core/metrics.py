@@ -42,6 +42,8 @@ __all__ = [
     "CIRCUIT_TRANSITIONS",
     "CONTENT_TYPE",
     "GUARDRAIL_VIOLATIONS",
+    "HANDOFFS",
+    "HANDOFF_REPLIES_DROPPED",
     "INBOX_LAG",
     "JOB_DURATION",
     "JOB_RUNS",
@@ -70,6 +72,13 @@ __all__ = [
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SLOW = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+# --- handoff --------------------------------------------------------------------
+HANDOFFS = Counter("julia_handoffs_total", "Handoffs opened, by trigger.", ["trigger"])
+HANDOFF_REPLIES_DROPPED = Counter(
+    "julia_handoff_replies_dropped_total",
+    "Júlia's replies dropped because a person took the conversation mid-turn.",
+)
 
 # --- inbound --------------------------------------------------------------------
 WEBHOOKS = Counter(

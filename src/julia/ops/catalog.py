@@ -16,6 +16,7 @@ from julia.chips import health as chip_health
 from julia.chips import pool, scoring
 from julia.core.app import App
 from julia.fila import queue
+from julia.handoff import service as handoff
 from julia.inbox import consumer as inbox_consumer
 from julia.notify import alerts
 from julia.notify.alerts import Raised
@@ -72,6 +73,15 @@ async def interacoes_partitions(app: App) -> Done:
         )
         row = await cur.fetchone()
     return Done(int(row["n"]) if row else 0)
+
+
+# --- handoff ---------------------------------------------------------------------------
+
+
+@job("handoff_waiting", "Handoffs nobody picked up (handoff.waiting); Chatwoot retried",
+     lambda s: Every(s.handoff_waiting_interval_s))  # fmt: skip
+async def handoff_waiting(app: App) -> Done:
+    return _raised(await handoff.waiting(app))
 
 
 # --- outbound queue --------------------------------------------------------------------

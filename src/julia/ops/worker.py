@@ -23,6 +23,7 @@ from typing import Any
 from julia.core.app import App
 from julia.core.errors import InvalidInput
 from julia.core.logs import get_logger
+from julia.handoff import webhooks as handoff_webhooks
 from julia.inbox import consumer as inbox_consumer
 from julia.ops import heartbeat, monitors
 from julia.outbound import consumer as fila_consumer
@@ -35,6 +36,7 @@ Consumer = Callable[[App, asyncio.Event, str], Awaitable[None]]
 CONSUMERS: dict[str, Consumer] = {
     "fila": fila_consumer.run,
     "inbox": inbox_consumer.run,
+    "handoff": handoff_webhooks.run,  # Chatwoot webhooks: operator replies, the way back
     "ops": monitors.worker_consumer,  # metrics, and watches the scheduler
 }
 

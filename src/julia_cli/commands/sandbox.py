@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
+from julia.sandbox import chatwoot as chatwoot_sandbox
 from julia.sandbox import gateway
 from julia.sandbox import slack as slack_sandbox
 from julia_cli import render
@@ -42,3 +44,29 @@ def slack(
     """Run a Slack incoming-webhook sandbox (GET /_sandbox/messages, POST /_sandbox/faults)."""
     render.message(f"Slack sandbox on http://{host}:{port}/services/T000/B000/sandbox")
     slack_sandbox.serve(host=host, port=port)
+
+
+@app.command("chatwoot")
+def chatwoot(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8095,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="Where to POST Chatwoot webhooks (the shim's)."),
+    ] = None,
+    api_token: Annotated[
+        str | None,
+        typer.Option("--api-token", help="Require this api_access_token (default: any)."),
+    ] = None,
+) -> None:
+    """Run a Chatwoot Application API sandbox; webhooks signed with
+    JULIA_CHATWOOT_WEBHOOK_SECRET (GET /_sandbox/calls, /_sandbox/conversations,
+    POST /_sandbox/reply, /_sandbox/resolve, /_sandbox/unlabel, /_sandbox/faults)."""
+    secret = os.environ.get("JULIA_CHATWOOT_WEBHOOK_SECRET") or None
+    render.message(
+        f"Chatwoot sandbox on http://{host}:{port} (webhooks: {webhook_url or 'off'},"
+        f" signed: {'yes' if secret else 'no'})"
+    )
+    chatwoot_sandbox.serve(
+        host=host, port=port, webhook_url=webhook_url, secret=secret, api_token=api_token
+    )

@@ -3,7 +3,8 @@
 group ingestion (5) · parse (10) · presence (15) · load entities (20) · chip mapping (21)
 · business events (22) · human takeover (24) · Chatwoot sync (25) · opt-out (30)
 · outside business hours (32) · bot detection (35) · media (40) · long message (45)
-· handoff trigger (50) · handoff keywords (55) · human control (60) · agent (100)
+· handoff trigger (50) · handoff keywords (55) · negative sentiment (57) · human control (60)
+· agent (100)
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
+from julia import handoff
 from julia.core import audit, phones
 from julia.core.app import App
 from julia.core.logs import get_logger
 from julia.domain import medicos
 from julia.fila.queue import block_pending_for_medico
+from julia.handoff.control import turn_lines
 from julia.inbox.events import MEDIA_TIPOS
 from julia.inbox.processors import media, texts
 from julia.inbox.processors.agent import AgentReply
@@ -43,13 +46,14 @@ async def _event(app: App, ctx: TurnContext, tipo: str, props: dict[str, Any]) -
         )  # fmt: skip
 
 
-async def _hand_to_human(app: App, ctx: TurnContext, motivo: str) -> TurnContext:
+async def _hand_to_human(app: App, ctx: TurnContext, motivo: str, trigger: str) -> TurnContext:
+    """Through the handoff state machine: control, Chatwoot, Slack (never silent)."""
     if ctx.conversa_id is not None:
-        async with app.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE conversas SET controlled_by = 'humano', updated_at = %s WHERE id = %s",
-                (app.clock.now(), ctx.conversa_id),
-            )
+        h = await handoff.request(
+            app, conversa_id=ctx.conversa_id, reason=motivo, trigger=trigger,
+            recent=turn_lines(ctx.mensagens),
+        )  # fmt: skip
+        ctx = ctx.note(handoff_id=h.id)
     await _event(app, ctx, "handoff", {"motivo": motivo})
     return ctx.with_(controlled_by="humano").flag("handoff")
 
@@ -220,11 +224,10 @@ class HumanTakeover:
             sent_by_julia = {r["provider_message_id"] for r in await cur.fetchall()}
         typed = [m for m in mine if m.provider_message_id not in sent_by_julia]
         if typed:
-            async with app.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE conversas SET controlled_by = 'humano', updated_at = %s WHERE id = %s",
-                    (app.clock.now(), ctx.conversa_id),
-                )
+            await handoff.request(
+                app, conversa_id=ctx.conversa_id, reason="a person typed on the chip's phone",
+                trigger="chip", actor="chip", take=True, recent=turn_lines(ctx.mensagens),
+            )  # fmt: skip
             await _event(app, ctx, "humano_assumiu", {"mensagens": len(typed)})
             ctx = ctx.with_(controlled_by="humano").flag("humano_assumiu")
         if not ctx.from_doctor:
@@ -233,16 +236,16 @@ class HumanTakeover:
 
 
 class ChatwootSync:
-    """Mirror the turn into Chatwoot (the Chatwoot capability plugs in here)."""
+    """While a person is in control, mirror the doctor's messages into Chatwoot."""
 
     name, priority = "chatwoot_sync", 25
 
     async def process(self, app: App, ctx: TurnContext) -> Step:
-        sync = app.extensions.get("chatwoot_sync")
-        if sync is None:
-            return proceed(ctx.note(chatwoot="not configured"))
-        await sync(app, ctx)
-        return proceed(ctx.note(chatwoot="synced"))
+        texts = [m.texto for m in ctx.from_doctor if m.texto and m.texto.strip()]
+        if ctx.controlled_by != "humano" or ctx.conversa_id is None or not texts:
+            return proceed(ctx)
+        mirrored = await handoff.mirror_turn(app, ctx.conversa_id, texts)
+        return proceed(ctx.note(chatwoot_mirrored=mirrored))
 
 
 class OptOut:
@@ -381,7 +384,7 @@ class HandoffTrigger:
         trigger = texts.handoff_trigger(ctx.texto)
         if trigger is None:
             return proceed(ctx)
-        ctx = await _hand_to_human(app, ctx, f"gatilho: {trigger}")
+        ctx = await _hand_to_human(app, ctx, f"gatilho: {trigger}", "gatilho")
         return halt(ctx.note(handoff=trigger), "handoff trigger")
 
 
@@ -394,8 +397,21 @@ class HandoffKeywords:
         word = texts.keyword(ctx.texto, app.settings.handoff_keywords.split(","))
         if word is None:
             return proceed(ctx)
-        ctx = await _hand_to_human(app, ctx, f"pediu: {word}")
+        ctx = await _hand_to_human(app, ctx, f"pediu: {word}", "keyword")
         return halt(ctx.note(handoff=word), "handoff keyword")
+
+
+class HandoffSentiment:
+    """Strong negative sentiment (``JULIA_HANDOFF_NEGATIVE_WORDS``): a person answers."""
+
+    name, priority = "handoff_sentiment", 57
+
+    async def process(self, app: App, ctx: TurnContext) -> Step:
+        word = texts.keyword(ctx.texto, app.settings.handoff_negative_words.split(","))
+        if word is None:
+            return proceed(ctx)
+        ctx = await _hand_to_human(app, ctx, f"sentimento negativo: {word}", "sentimento")
+        return halt(ctx.note(handoff=word), "negative sentiment")
 
 
 class HumanControl:
@@ -414,6 +430,7 @@ def default_processors() -> list[Processor]:
     found: list[Processor] = [
         GroupIngestion(), Parse(), Presence(), LoadEntities(), ChipMapping(), BusinessEvents(),
         HumanTakeover(), ChatwootSync(), OptOut(), OutsideHours(), BotDetection(), Media(),
-        LongMessage(), HandoffTrigger(), HandoffKeywords(), HumanControl(), AgentReply(),
+        LongMessage(), HandoffTrigger(), HandoffKeywords(), HandoffSentiment(), HumanControl(),
+        AgentReply(),
     ]  # fmt: skip
     return sorted(found, key=lambda p: p.priority)
