@@ -54,10 +54,14 @@ class Supervisor:
         atexit.register(self.stop)
 
     def start(self, name: str, *args: str, url: str | None = None) -> Child:
+        """``julia ARGS...`` (as ``python -m julia_cli``)."""
+        return self.start_python(name, "-m", "julia_cli", *args, url=url)
+
+    def start_python(self, name: str, *args: str, url: str | None = None) -> Child:
         log = self.logs / f"{name}.log"
         with log.open("ab") as out:
-            proc = subprocess.Popen(  # noqa: S603 (our own interpreter and CLI)
-                [sys.executable, "-m", "julia_cli", *args],
+            proc = subprocess.Popen(  # noqa: S603 (our own interpreter)
+                [sys.executable, *args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -57,6 +57,11 @@ async def _rows(app: App, sql: str, *args: Any) -> list[dict[str, Any]]:
         return list(await cur.fetchall())
 
 
+async def _has_table(app: App, name: str) -> bool:
+    rows = await _rows(app, "SELECT to_regclass(%s) IS NOT NULL AS present", name)
+    return bool(rows[0]["present"])
+
+
 async def build(
     app: App,
     sandbox_messages: list[dict[str, Any]],
@@ -120,20 +125,24 @@ async def build(
     )
     r.reserved = int(vagas[0]["n"])
 
-    handoffs = await _rows(
-        app,
-        """
-        SELECT e.medico_id, coalesce(c.controlled_by, 'julia') AS now_with
-        FROM (SELECT DISTINCT medico_id FROM business_events WHERE tipo = 'handoff') e
-        LEFT JOIN conversas c ON c.medico_id = e.medico_id AND c.status = 'ativa'""",
-    )
-    r.handoffs = len(handoffs)
-    r.handoffs_ended = dict(
-        Counter(
-            "with a person" if h["now_with"] == "humano" else "given back to Júlia"
-            for h in handoffs
+    if await _has_table(app, "handoffs"):
+        ended = {"pendente": "waiting for a person", "em_atendimento": "with a person",
+                 "resolvido": "given back to Júlia"}  # fmt: skip
+        rows = await _rows(app, "SELECT status FROM handoffs")
+        r.handoffs = len(rows)
+        r.handoffs_ended = dict(Counter(ended.get(h["status"], h["status"]) for h in rows))
+    else:  # before the handoff capability: the inbox's handoff events
+        rows = await _rows(
+            app,
+            """
+            SELECT coalesce(c.controlled_by, 'julia') AS now_with
+            FROM (SELECT DISTINCT medico_id FROM business_events WHERE tipo = 'handoff') e
+            LEFT JOIN conversas c ON c.medico_id = e.medico_id AND c.status = 'ativa'""",
         )
-    )
+        r.handoffs = len(rows)
+        r.handoffs_ended = dict(Counter(
+            "with a person" if h["now_with"] == "humano" else "given back to Júlia" for h in rows
+        ))  # fmt: skip
 
     out = await _rows(app, "SELECT telefone, opted_out_em FROM medicos WHERE opted_out")
     r.opt_outs = len(out)

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
+import secrets
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 #: What the run's duration stands for: two hours of a working morning.
 STORY_MINUTES = 120.0
 API_KEY = "demo-sandbox-key"
+CHATWOOT_SECRET = secrets.token_hex(16)  # the sandbox signs with it; new every run
 WAVE = 10
 
 #: Settings every demo process runs with: time compressed, the business day always
@@ -57,12 +61,12 @@ KNOBS: dict[str, Any] = {
     "inbox_debounce_s": 1.0,
     "inbox_debounce_max_s": 4.0,
     "inbox_poll_s": 0.2,
-    "worker_poll_interval_s": 0.2,
+    "worker_poll_interval_s": 0.5,
     "worker_heartbeat_s": 2.0,
     "rate_limit_interval_min_s": 0,
     "rate_limit_interval_max_s": 0,
-    "rate_limit_chip_hourly": 1000,
-    "rate_limit_chip_daily": 1000,
+    "rate_limit_chip_hourly": 100_000,
+    "rate_limit_chip_daily": 100_000,
     "rate_limit_chip_burst": 1000,
     "rate_limit_medico_daily": 100,
     "chip_sync_interval_s": 10,
@@ -83,7 +87,8 @@ Say = Callable[[str], None]
 class Capabilities:
     """Which parts of the story this build can play (the CLI knows its commands)."""
 
-    llm: bool = False  # ``julia sandbox llm``: the agent answers through the sandbox model
+    llm: bool = False  # the agent answers through the sandbox model (julia.sandbox.llm)
+    llm_cli: bool = False  # ``julia sandbox llm`` exists
     chatwoot: bool = False  # ``julia sandbox chatwoot``: an operator answers a handoff
     campanha: bool = False  # ``julia campanha``: the campaign goes out through guardrails
     agent: bool = False  # the agent can reserve a shift
@@ -200,12 +205,21 @@ async def run(
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("JULIA_")}
     env.update({"JULIA_HOME": str(home), "PYTHONUNBUFFERED": "1"})
+    if capabilities.llm:
+        # Claude when a key is set; otherwise the sandbox model
+        if secret(getattr(settings, "anthropic_api_key", None)) is None:
+            knobs["anthropic_base_url"] = urls["llm"]
+            knobs["anthropic_api_key"] = API_KEY
+        else:
+            capabilities = dataclasses.replace(capabilities, llm=False, llm_cli=False)
+    if capabilities.chatwoot:
+        knobs.update(chatwoot_url=urls["chatwoot"], chatwoot_api_token=API_KEY,
+                     chatwoot_account_id=1, chatwoot_inbox_id=1,
+                     chatwoot_webhook_secret=CHATWOOT_SECRET)  # fmt: skip
     env.update({f"JULIA_{k.upper()}": _env_value(v) for k, v in knobs.items()})
-    if capabilities.llm and not secret(getattr(settings, "anthropic_api_key", None)):
-        env["JULIA_ANTHROPIC_BASE_URL"] = urls["llm"]
-        env["JULIA_ANTHROPIC_API_KEY"] = API_KEY
-    secrets = {"database_url", "redis_url", "evolution_api_key", "slack_webhook_url"}
-    update = {k: (SecretStr(v) if k in secrets else v) for k, v in knobs.items()}
+    secret_knobs = {"database_url", "redis_url", "evolution_api_key", "slack_webhook_url",
+               "anthropic_api_key", "chatwoot_api_token", "chatwoot_webhook_secret"}  # fmt: skip
+    update = {k: (SecretStr(v) if k in secret_knobs else v) for k, v in knobs.items()}
     demo_settings = settings.model_copy(update=update)
 
     sup = Supervisor(env, run_dir / "logs")
@@ -286,37 +300,45 @@ async def _play(
             url=urls["slack"],
         )
         started = [gw, slack]
-        if caps.llm:
+        llm_port = str(urlsplit(urls["llm"]).port)
+        if caps.llm_cli:
+            started.append(sup.start("llm", "sandbox", "llm", "--port", llm_port, url=urls["llm"]))
+        elif caps.llm:  # the sandbox model without its command yet: the same server
+            code = f"from julia.sandbox.llm import serve; serve(port={int(llm_port)})"
+            started.append(sup.start_python("llm", "-c", code, url=urls["llm"]))
+        if caps.chatwoot:
             started.append(
                 sup.start(
-                    "llm",
-                    "sandbox",
-                    "llm",
-                    "--port",
-                    str(urlsplit(urls["llm"]).port),
-                    url=urls["llm"],
+                    "chatwoot", "sandbox", "chatwoot", "--port",
+                    str(urlsplit(urls["chatwoot"]).port),
+                    "--webhook-url", f"{urls['shim']}/webhooks/chatwoot",
+                    "--api-token", API_KEY, url=urls["chatwoot"],
                 )
-            )
+            )  # fmt: skip
         shim = sup.start(
             "shim", "shim", "serve", "--port", str(urlsplit(urls["shim"]).port), url=urls["shim"]
         )
         started.append(shim)
+        # all at once: each is a Python process importing the library (seconds each)
+        sup.start("worker", "worker")
+        sup.start("scheduler", "scheduler")
+        audience = await _audience(app)
+        spread = timedelta(seconds=duration_s * 0.4)
+        campaign: asyncio.Task[None] | None = None
+        if caps.campanha:  # its two commands take seconds: run them while the rest starts
+            campaign = asyncio.create_task(_campaign_cli(sup, len(audience), spread, note))
+        paths = {"shim": "/health", "llm": "/_sandbox/stats", "chatwoot": "/_sandbox/calls"}
         for child in started:
-            path = "/health" if child.name == "shim" else "/_sandbox/messages"
-            if child.name == "llm":
-                path = "/"
+            path = paths.get(child.name, "/_sandbox/messages")
             await asyncio.to_thread(sup.wait_http, child, path, 60)
             note(f"{child.name} up on {child.url} (pid {child.proc.pid})")
-        sup.start("worker", "worker")
         await _poll(lambda: _workers(app), sup, "the worker", 60)
         note("worker up (fila, inbox, ops consumers)")
-        sup.start("scheduler", "scheduler")
         await _poll(
             lambda: _has(app, "SELECT count(*) FROM job_schedules"), sup, "the scheduler", 60
         )
         note("scheduler up (watchdog, chip pool checks, rescues)")
 
-        audience = await _audience(app)
         sim = doctors.Simulator(urls["gateway"], minute_s)
         for (telefone, persona), row in zip(
             doctors.cast([a["telefone"] for a in audience]).items(), audience, strict=True
@@ -329,28 +351,12 @@ async def _play(
         tasks = [asyncio.create_task(sim.run(stop))]
         if watch is not None:
             tasks.append(asyncio.create_task(watch(app, stop)))
-        start = app.clock.now()
-        spread = timedelta(seconds=duration_s * 0.4)
-        enqueued = await queue.enqueue_many(
-            app,
-            [
-                queue.NewMessage(
-                    _campaign_text(a["nome"], a["especialidade"]),
-                    tipo="campanha",
-                    medico_id=a["id"],
-                    # in waves of 10, as a campaign sender releases them: several sends
-                    # are in flight on a chip when it is restricted
-                    agendar_para=start + spread * (i - i % WAVE) / len(audience),
-                    idempotency_key=f"demo:campanha:{a['id']}",
-                )
-                for i, a in enumerate(audience)
-            ],
-        )
-        note(
-            f"campaign: {enqueued.inserted} messages queued, going out over "
-            f"{spread.total_seconds():.0f}s (~{STORY_MINUTES * 0.4:.0f} story minutes)"
-        )
+        if campaign is not None:
+            await campaign
+        else:
+            await _campaign_queue(app, audience, spread, note)
 
+        operator = Operator(urls["chatwoot"], minute_s)
         fault_at: datetime | None = None
         seen_alerts: set[int] = set()
         narrated: dict[str, Any] = {}
@@ -371,6 +377,8 @@ async def _play(
                         f"INCIDENT: WhatsApp restricts {sample.CHIPS[0][0]}: "
                         "every send on it now answers 403"
                     )
+                if caps.chatwoot:
+                    await operator.step(app, note)
                 await _narrate(app, note, seen_alerts, narrated)
                 await asyncio.sleep(1.0)
             note("time is up: the doctors stop writing; waiting for the queue and inbox to settle")
@@ -385,15 +393,18 @@ async def _play(
         async with httpx.AsyncClient(timeout=30) as http:
             received = (await http.get(f"{urls['gateway']}/_sandbox/messages")).json()
             slack_msgs = (await http.get(f"{urls['slack']}/_sandbox/messages")).json()
+        env_hint = f"JULIA_DATABASE_URL='{mask_url(outcome.database_url)}'"
         look = [
-            f"JULIA_DATABASE_URL='{mask_url(outcome.database_url)}' julia fila status",
-            "... julia chips list  (chip-85 in cooldown, its breaker open)",
-            "... julia alerts list",
-            "... julia inbox list",
-            "... julia conversas show TELEFONE  (when the agent is merged)",
-            f"logs of every process: {sup.logs}",
-            f"Slack sandbox received {len(slack_msgs)} alert message(s)",
+            f"{env_hint} julia fila status   (every message's state)",
+            "julia chips list   (chip-85 in cooldown after the 403)",
+            f"julia alerts list   (and the Slack sandbox got {len(slack_msgs)} message(s))",
+            "julia inbox list   (what the doctors wrote)",
         ]
+        if caps.chatwoot:
+            look.append("julia handoff list   (who asked for a person, and how it ended)")
+        if caps.campanha:
+            look.append("julia campanha status 1   (the campaign: sent, replied, opted out)")
+        look.append(f"logs of every process: {sup.logs}")
         rep = await report.build(
             app,
             received,
@@ -408,6 +419,96 @@ async def _play(
         rep.details["simulator_errors"] = sim.failures[:5]
         outcome.report = rep
     return outcome
+
+
+@dataclass
+class Operator:
+    """A person at Chatwoot: answers the first handoff once, then gives it back."""
+
+    url: str
+    minute_s: float
+    conversation: int | None = None
+    replied_at: float | None = None
+    resolved: bool = False
+
+    async def step(self, app: App, note: Say) -> None:
+        if self.resolved:
+            return
+        if self.conversation is None:
+            async with app.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT chatwoot_conversation_id AS c FROM handoffs WHERE status <> 'resolvido'"
+                    " AND chatwoot_conversation_id IS NOT NULL ORDER BY id LIMIT 1"
+                )
+                row = await cur.fetchone()
+            if row is None:
+                return
+            self.conversation = int(row["c"])
+            text = ("Oi! Aqui é a Marina, da equipe de escalas. Vi que você quer falar com uma"
+                    " pessoa: pode me contar o que precisa?")  # fmt: skip
+            await _post(self.url, "/_sandbox/reply",
+                        {"conversation_id": self.conversation, "content": text})  # fmt: skip
+            self.replied_at = time.monotonic()
+            note(f"operator answers Chatwoot conversation #{self.conversation}")
+        elif self.replied_at and time.monotonic() - self.replied_at > 10 * self.minute_s:
+            await _post(self.url, "/_sandbox/resolve", {"conversation_id": self.conversation})
+            self.resolved = True
+            note(f"operator resolves conversation #{self.conversation}: back to Júlia")
+
+
+CAMPAIGN = (
+    "Oi, Dr(a). {nome}! Aqui é a Júlia, da escala médica. Temos plantões de {especialidade}"
+    " abertos nas próximas duas semanas, com pagamento em dia. Posso te mostrar as opções?"
+)
+
+
+async def _campaign_cli(sup: Supervisor, n: int, spread: timedelta, note: Say) -> None:
+    """The campaign through ``julia campanha criar`` and ``enviar``: segment, guardrails,
+    pacing (its ``--ritmo`` sized so the whole audience goes out within ``spread``)."""
+    ritmo = max(1, int(n * 3600 / spread.total_seconds()))
+    created = await _julia(sup, "campanha", "criar", "--nome", "Plantões das próximas semanas",
+                           "--texto", CAMPAIGN, "--ritmo", str(ritmo),
+                           "--janela", "seg-dom 00:00-23:59", "--json")  # fmt: skip
+    cid = str(created["id"])
+    sent = await _julia(sup, "campanha", "enviar", cid, "--json")
+    note(f"campaign #{cid} (julia campanha): {sent}")
+
+
+async def _julia(sup: Supervisor, *args: str) -> Any:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "julia_cli", *args, env=sup.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"julia {' '.join(args[:2])}: {err.decode(errors='replace').strip()}")
+    return json.loads(out)
+
+
+async def _campaign_queue(
+    app: App, audience: list[dict[str, Any]], spread: timedelta, note: Say
+) -> None:
+    """Without the campaigns capability: the same messages straight into the queue."""
+    start = app.clock.now()
+    enqueued = await queue.enqueue_many(
+        app,
+        [
+            queue.NewMessage(
+                _campaign_text(a["nome"], a["especialidade"]),
+                tipo="campanha",
+                medico_id=a["id"],
+                # in waves of 10, as a campaign sender releases them: several sends
+                # are in flight on a chip when it is restricted
+                agendar_para=start + spread * (i - i % WAVE) / len(audience),
+                idempotency_key=f"demo:campanha:{a['id']}",
+            )
+            for i, a in enumerate(audience)
+        ],
+    )
+    note(
+        f"campaign: {enqueued.inserted} messages queued, going out over "
+        f"{spread.total_seconds():.0f}s (~{STORY_MINUTES * 0.4:.0f} story minutes)"
+    )
 
 
 async def _workers(app: App) -> bool:
