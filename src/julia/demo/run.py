@@ -255,7 +255,8 @@ async def run(
                 with contextlib.suppress(Exception):
                     stop = local.stop_postgres if server == "postgres" else local.stop_redis
                     if await asyncio.to_thread(stop, home):
-                        say(f"embedded {server} stopped (the demo started it)")
+                        say(f"embedded {server} stopped (the demo started it; any julia"
+                            f" command with JULIA_HOME={home} starts it again)")  # fmt: skip
 
 
 async def _play(
