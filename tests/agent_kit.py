@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from shim.app import create_app
 
 from julia.core.app import App
 from julia.core.clock import FrozenClock
@@ -24,7 +25,6 @@ from julia.outbound import send
 from julia.sandbox import llm as sandbox_llm
 from julia.sandbox.gateway import running as gateway_running
 from julia.settings import Settings
-from shim.app import create_app
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TEXT = json.loads((FIXTURES / "evolution_messages_upsert_text.json").read_text())
@@ -111,14 +111,14 @@ async def seed(app: App) -> dict[str, int]:
             " ON CONFLICT DO NOTHING")  # fmt: skip
         ids: dict[str, int] = {}
         for key, hosp, esp, dia, ini, fim, per, valor in (
-            ("sab_lucas", "Hospital São Lucas", "Cardiologia", SABADO, "19:00", "07:00", "noturno", 1800),
-            ("sab_marta", "Hospital Santa Marta", "Cardiologia", SABADO, "07:00", "19:00", "diurno", 1500),
-            ("dom_lucas", "Hospital São Lucas", "Cardiologia", DOMINGO, "07:00", "19:00", "diurno", 1600),
+            ("sab_lucas", "Hospital São Lucas", "Cardiologia", SABADO, "19:00", "07:00", "noturno", 1800),  # noqa: E501
+            ("sab_marta", "Hospital Santa Marta", "Cardiologia", SABADO, "07:00", "19:00", "diurno", 1500),  # noqa: E501
+            ("dom_lucas", "Hospital São Lucas", "Cardiologia", DOMINGO, "07:00", "19:00", "diurno", 1600),  # noqa: E501
             ("sab_ped", "Hospital Vida", "Pediatria", SABADO, "07:00", "13:00", "manha", 900),
             ("sab_taken", "Hospital Vida", "Cardiologia", SABADO, "13:00", "19:00", "tarde", 1200),
         ):  # fmt: skip
             cur = await conn.execute(
-                "INSERT INTO vagas (hospital_id, especialidade_id, data, inicio, fim, periodo, valor)"
+                "INSERT INTO vagas (hospital_id, especialidade_id, data, inicio, fim, periodo, valor)"  # noqa: E501
                 " SELECT h.id, e.id, %s, %s, %s, %s, %s FROM hospitais h, especialidades e"
                 " WHERE h.nome = %s AND e.nome = %s RETURNING id",
                 (dia, ini, fim, per, valor, hosp, esp),

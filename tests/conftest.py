@@ -39,6 +39,9 @@ from julia.core.clock import FrozenClock  # noqa: E402
 from julia.ops import catalog as _jobs  # noqa: E402, F401  (registers the built-in jobs)
 from julia.settings import Settings  # noqa: E402
 
+#: The agent tests' fixtures (the sandbox model, an App wired to it): tests/agent_kit.py.
+pytest_plugins = ["agent_kit"]
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"  # copied from shared/fixtures
 _TEMPLATE_LOCK = 0x4A554C5445  # advisory lock serialising template creation

@@ -4,7 +4,7 @@ reply queued and sent through the sandbox gateway."""
 
 from __future__ import annotations
 
-from agent_kit import SABADO, Kit, kit, sandbox_llm_server, seed  # noqa: F401
+from agent_kit import SABADO, Kit, seed
 
 ANA, BRUNO = "+5511911110001", "+5511911110002"
 
@@ -24,7 +24,8 @@ async def test_saturday_cardiology_shift_offered_reserved_and_confirmed(kit: Kit
 
     await kit.say(ANA, "Quero a primeira, pode reservar")
     vaga = (await kit.rows("SELECT v.status, m.telefone FROM vagas v JOIN medicos m"
-                           " ON m.id = v.reservada_por WHERE v.id = %s", ids["sab_marta"]))[0]  # fmt: skip
+                           " ON m.id = v.reservada_por WHERE v.id = %s",
+                           ids["sab_marta"]))[0]  # fmt: skip
     assert vaga == {"status": "reservada", "telefone": ANA}
     event = await kit.rows("SELECT tipo FROM business_events WHERE vaga_id = %s", ids["sab_marta"])
     assert [e["tipo"] for e in event] == ["vaga_reservada"]
@@ -49,7 +50,9 @@ async def test_saturday_cardiology_shift_offered_reserved_and_confirmed(kit: Kit
 async def test_the_last_shift_goes_to_one_doctor_the_other_is_offered_the_next(kit: Kit) -> None:
     ids = await seed(kit.app)
     async with kit.app.pool.connection() as conn:  # only one Saturday night left
-        await conn.execute("UPDATE vagas SET status = 'cancelada' WHERE id = %s", (ids["sab_marta"],))
+        await conn.execute(
+            "UPDATE vagas SET status = 'cancelada' WHERE id = %s", (ids["sab_marta"],)
+        )
     for phone in (ANA, BRUNO):
         await kit.say(phone, "tem plantão de cardiologia sábado à noite?")
     await kit.post(ANA, "quero essa, pode reservar")
@@ -69,7 +72,11 @@ async def test_the_last_shift_goes_to_one_doctor_the_other_is_offered_the_next(k
     assert "reservei" in (await kit.replies(winner))[-1]
     told = "\n".join((await kit.replies(loser))[-2:])
     assert "acabou de ser preenchida" in told
-    assert "Hospital São Lucas" in told and f"{ids['dom_lucas']}" not in told  # the Sunday one, no ids
+    assert (
+        "Hospital São Lucas" in told and f"{ids['dom_lucas']}" not in told
+    )  # the Sunday one, no ids
     assert "R$ 1.600" in told
-    events = await kit.rows("SELECT count(*) AS n FROM business_events WHERE tipo = 'vaga_reservada'")
+    events = await kit.rows(
+        "SELECT count(*) AS n FROM business_events WHERE tipo = 'vaga_reservada'"
+    )
     assert events[0]["n"] == 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent_kit import Kit, kit, sandbox_llm_server, seed  # noqa: F401
+from agent_kit import Kit, seed
 from julia.agent import pending
 from julia.agent.turn import FALLBACK
 from julia.inbox import consumer
@@ -36,7 +36,9 @@ async def test_a_model_slower_than_the_deadline_gets_the_fallback_and_a_review(k
     assert (await kit.rows("SELECT revisar FROM conversas"))[0]["revisar"] is True
 
 
-@pytest.mark.parametrize(("mode", "kind"), [("valor", "valor"), ("vaga", "vaga"), ("humano", "humano")])
+@pytest.mark.parametrize(
+    ("mode", "kind"), [("valor", "valor"), ("vaga", "vaga"), ("humano", "humano")]
+)
 async def test_an_invented_value_or_shift_or_a_human_claim_is_caught(
     kit: Kit, mode: str, kind: str
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_kit import Kit, kit, sandbox_llm_server, seed  # noqa: F401
+from agent_kit import Kit, seed
 from julia.agent.prompt import SYSTEM, turn_message
 
 ANA = "+5511911110001"

@@ -9,9 +9,12 @@ import typer
 from julia import __version__
 from julia_cli.base import JuliaTyper, state
 from julia_cli.commands import campanha as campanha_cmd
+from julia_cli.commands import chat as chat_cmd
 from julia_cli.commands import chips as chips_cmd
 from julia_cli.commands import circuits as circuits_cmd
+from julia_cli.commands import conversas as conversas_cmd
 from julia_cli.commands import demo as demo_cmd
+from julia_cli.commands import evals as evals_cmd
 from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import guardrails as guardrails_cmd
 from julia_cli.commands import handoff as handoff_cmd
@@ -62,7 +65,10 @@ app.add_typer(inbox_cmd.app)
 app.add_typer(shim_cmd.app)
 app.add_typer(chips_cmd.app)
 app.add_typer(circuits_cmd.app)
+app.add_typer(conversas_cmd.app)
 app.add_typer(handoff_cmd.app)
+app.command("chat")(chat_cmd.chat)
+app.command("eval")(evals_cmd.eval_)
 app.add_typer(ratelimit_cmd.app)
 app.add_typer(guardrails_cmd.app)
 app.add_typer(campanha_cmd.app)

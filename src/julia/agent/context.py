@@ -1,7 +1,8 @@
 """A turn's context, its parts read in parallel: history (or summary + the last 5),
 the doctor's profile, preferences and memories, this conversation's offers, how many
 shifts of their specialty are open, and the active directives (``app_settings`` key
-``agent.diretrizes``). A part that fails is logged and left out; the turn goes on."""
+``agent.diretrizes``). A part that fails is logged and left out; the turn goes on.
+Two round trips in parallel: the history, and one query for everything else."""
 
 from __future__ import annotations
 
@@ -80,7 +81,9 @@ async def _summary(
     last = older[-1]["created_at"] if older else None
     if stored and stored[0]["resumo"] and stored[0]["resumo_ate"] == last:
         return str(stored[0]["resumo"])
-    lines = [f"{'Médico' if r['direcao'] == 'entrada' else 'Júlia'}: {r['conteudo']}" for r in older]
+    lines = [
+        f"{'Médico' if r['direcao'] == 'entrada' else 'Júlia'}: {r['conteudo']}" for r in older
+    ]
     response = await model.create(
         Request(system=SUMMARY_SYSTEM, messages=[{"role": "user", "content": "\n".join(lines)}],
                 model=app.settings.llm_summary_model, max_tokens=300)
@@ -93,28 +96,45 @@ async def _summary(
     return response.text
 
 
+_PROFILE = """
+SELECT
+  (SELECT to_jsonb(p) FROM (SELECT m.nome, e.nome AS especialidade, m.especialidade_id, m.cidade,
+          m.uf, m.preferencias FROM medicos m LEFT JOIN especialidades e
+          ON e.id = m.especialidade_id WHERE m.id = %(m)s) p) AS medico,
+  (SELECT COALESCE(jsonb_agg(texto), '[]') FROM (SELECT texto FROM agent_memorias
+          WHERE medico_id = %(m)s ORDER BY id DESC LIMIT 10) t) AS memorias,
+  (SELECT COALESCE(jsonb_agg(o.snapshot || jsonb_build_object('status', v.status) ORDER BY o.id),
+          '[]') FROM agent_ofertas o JOIN vagas v ON v.id = o.vaga_id
+          WHERE o.conversa_id = %(c)s) AS ofertas,
+  (SELECT count(*) FROM vagas v JOIN medicos m ON m.especialidade_id = v.especialidade_id
+          WHERE m.id = %(m)s AND v.status = 'aberta' AND v.data >= %(hoje)s) AS vagas,
+  (SELECT value FROM app_settings WHERE key = 'agent.diretrizes') AS diretrizes,
+  (SELECT COALESCE(jsonb_agg(nome), '[]') FROM hospitais) AS hospitais
+"""
+
+
+async def _profile(app: App, conversa_id: int, medico_id: int) -> dict[str, Any]:
+    rows = await _rows_named(
+        app, _PROFILE, {"m": medico_id, "c": conversa_id, "hoje": app.clock.now().date()}
+    )
+    return rows[0]
+
+
+async def _rows_named(app: App, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(sql, params)
+        return list(await cur.fetchall())
+
+
 async def build(
     app: App, model: Model, *, conversa_id: int, medico_id: int, exclude: list[str]
 ) -> Context:
+    """The two parts (history; profile, memories, offers, directives) read in parallel."""
     ctx = Context()
     parts: dict[str, Awaitable[Any]] = {
         "history": _history(app, model, conversa_id, exclude),
-        "medico": _rows(
-            app,
-            "SELECT m.nome, e.nome AS especialidade, m.especialidade_id, m.cidade, m.uf,"
-            " m.preferencias FROM medicos m LEFT JOIN especialidades e"
-            " ON e.id = m.especialidade_id WHERE m.id = %s", medico_id),
-        "memorias": _rows(app, "SELECT texto FROM agent_memorias WHERE medico_id = %s"
-                          " ORDER BY id DESC LIMIT 10", medico_id),
-        "ofertas": _rows(app, "SELECT o.snapshot, v.status FROM agent_ofertas o JOIN vagas v"
-                         " ON v.id = o.vaga_id WHERE o.conversa_id = %s ORDER BY o.id", conversa_id),
-        "vagas": _rows(app, "SELECT count(*) AS n FROM vagas v JOIN medicos m"
-                       " ON m.especialidade_id = v.especialidade_id WHERE m.id = %s"
-                       " AND v.status = 'aberta' AND v.data >= %s", medico_id,
-                       app.clock.now().date()),
-        "diretrizes": _rows(app, "SELECT value FROM app_settings WHERE key = 'agent.diretrizes'"),
-        "hospitais": _rows(app, "SELECT nome FROM hospitais"),
-    }  # fmt: skip
+        "perfil": _profile(app, conversa_id, medico_id),
+    }
     results = await asyncio.gather(*parts.values(), return_exceptions=True)
     for name, result in zip(parts, results, strict=True):
         if isinstance(result, BaseException):
@@ -122,20 +142,16 @@ async def build(
                 raise result
             log.warning("agent.context_part_failed", part=name, error=type(result).__name__)
             ctx.failed.append(name)
-            continue
-        if name == "history":
+        elif name == "history":
             ctx.history, ctx.resumo = result
-        elif name == "medico" and result:
-            ctx.medico = {k: v for k, v in result[0].items() if v not in (None, {}, "")}
-        elif name == "memorias":
-            ctx.memorias = [r["texto"] for r in result]
-        elif name == "ofertas":
-            ctx.ofertas = [{**r["snapshot"], "status": r["status"]} for r in result]
-        elif name == "vagas" and result:
-            ctx.vagas_abertas = int(result[0]["n"])
-        elif name == "diretrizes" and result:
-            value = result[0]["value"]
-            ctx.diretrizes = [str(v) for v in (value if isinstance(value, list) else [value])]
-        elif name == "hospitais":
-            ctx.hospitais = {fold(r["nome"]) for r in result}
+        else:
+            p = result
+            ctx.medico = {k: v for k, v in (p["medico"] or {}).items() if v not in (None, {}, "")}
+            ctx.memorias = list(p["memorias"])
+            ctx.ofertas = list(p["ofertas"])
+            ctx.vagas_abertas = int(p["vagas"])
+            value = p["diretrizes"]
+            if value is not None:
+                ctx.diretrizes = [str(v) for v in (value if isinstance(value, list) else [value])]
+            ctx.hospitais = {fold(n) for n in p["hospitais"]}
     return ctx

@@ -24,10 +24,15 @@ _DUE = """
 SELECT t.id, t.conversa_key, t.conversa_id, t.medico_id, t.mensagens, t.texto
 FROM inbox_turnos t
 WHERE t.conversa_id IS NOT NULL AND t.medico_id IS NOT NULL
-  AND (t.status = 'aguardando_resposta' OR (t.status = 'agendado' AND t.responder_apos <= %s))
+  AND ((t.status = 'aguardando_resposta' AND t.created_at >= %(stale)s)
+       OR (t.status = 'agendado' AND t.responder_apos <= %(now)s
+           AND t.responder_apos >= %(stale)s))
 ORDER BY t.conversa_id, t.id
-LIMIT %s
+LIMIT %(n)s
 """
+#: A turn older than this is not answered late (a reply days after would confuse): it
+#: stays unanswered, for an operator (agent.unanswered, julia conversas list).
+STALE = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ async def answer_due(app: App, *, limit: int = 50) -> Answered:
     if not ready(app):
         return Answered(0, 0)
     async with app.pool.connection() as conn:
-        cur = await conn.execute(_DUE, (app.clock.now(), limit))
+        now = app.clock.now()
+        cur = await conn.execute(_DUE, {"now": now, "stale": now - STALE, "n": limit})
         rows = list(await cur.fetchall())
     by_conversa: dict[int, list[dict[str, Any]]] = {}
     for r in rows:

@@ -70,28 +70,33 @@ class ToolResult:
 @dataclass
 class Registry:
     tools: dict[str, Tool] = field(default_factory=dict)
+    _schemas: list[dict[str, Any]] | None = None
 
     def tool(
         self, name: str, description: str, input_model: type[BaseModel], *, side_effect: bool
     ) -> Callable[[ToolFn], ToolFn]:
         def register(fn: ToolFn) -> ToolFn:
             self.tools[name] = Tool(name, description, input_model, side_effect, fn)
+            self._schemas = None
             return fn
 
         return register
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [t.schema() for t in self.tools.values()]
+        """The tools' JSON schemas (built once: they are the cached prompt prefix)."""
+        if self._schemas is None:
+            self._schemas = [t.schema() for t in self.tools.values()]
+        return self._schemas
 
-    async def run(
-        self, tc: ToolContext, use: dict[str, Any], timeout_s: float
-    ) -> ToolResult:
+    async def run(self, tc: ToolContext, use: dict[str, Any], timeout_s: float) -> ToolResult:
         """Run one ``tool_use`` block; every failure is an error result for the model."""
         name, use_id = str(use.get("name")), str(use.get("id"))
         found = self.tools.get(name)
         if found is None:
             metrics.TOOL_CALLS.labels("unknown", "error").inc()
-            return ToolResult(use_id, name, {"erro": f"ferramenta desconhecida: {name}"}, True, False)
+            return ToolResult(
+                use_id, name, {"erro": f"ferramenta desconhecida: {name}"}, True, False
+            )
         try:
             args = found.input_model.model_validate(use.get("input") or {})
         except ValidationError as exc:
@@ -110,7 +115,9 @@ class Registry:
             return ToolResult(use_id, name, {"erro": "a ferramenta demorou demais"}, True, False)
         except Exception as exc:  # a broken tool must not break the turn
             metrics.TOOL_CALLS.labels(name, "error").inc()
-            log.error("agent.tool_error", tool=name, error=type(exc).__name__, detail=str(exc)[:200])
+            log.error(
+                "agent.tool_error", tool=name, error=type(exc).__name__, detail=str(exc)[:200]
+            )
             return ToolResult(use_id, name, {"erro": "falha interna na ferramenta"}, True, False)
         metrics.TOOL_CALLS.labels(name, "ok").inc()
         return ToolResult(use_id, name, content, False, found.side_effect)

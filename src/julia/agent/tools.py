@@ -43,12 +43,18 @@ LIMIT %(n)s
 
 
 class BuscarVagas(BaseModel):
-    especialidade: str | None = Field(None, description="Especialidade (padrão: a do médico).")
-    data: date | None = Field(None, description="Data exata (AAAA-MM-DD).")
-    dia_semana: int | None = Field(None, ge=0, le=6, description="0=segunda ... 5=sábado, 6=domingo.")
-    periodo: str | None = Field(None, description="manha, tarde, noite, diurno, noturno, integral.")
-    cidade: str | None = Field(None, description="Cidade do hospital.")
-    valor_minimo: float | None = Field(None, ge=0, description="Valor mínimo em reais.")
+    especialidade: str | None = Field(
+        default=None, description="Especialidade (padrão: a do médico)."
+    )
+    data: date | None = Field(default=None, description="Data exata (AAAA-MM-DD).")
+    dia_semana: int | None = Field(
+        default=None, ge=0, le=6, description="0=segunda ... 5=sábado, 6=domingo."
+    )
+    periodo: str | None = Field(
+        default=None, description="manha, tarde, noite, diurno, noturno, integral."
+    )
+    cidade: str | None = Field(default=None, description="Cidade do hospital.")
+    valor_minimo: float | None = Field(default=None, ge=0, description="Valor mínimo em reais.")
 
 
 class VagaRef(BaseModel):
@@ -56,10 +62,10 @@ class VagaRef(BaseModel):
 
 
 class Preferencias(BaseModel):
-    observacao: str | None = Field(None, max_length=300)
+    observacao: str | None = Field(default=None, max_length=300)
     periodos: list[str] | None = None
     cidades: list[str] | None = None
-    valor_minimo: float | None = Field(None, ge=0)
+    valor_minimo: float | None = Field(default=None, ge=0)
 
 
 class Memoria(BaseModel):
@@ -67,12 +73,12 @@ class Memoria(BaseModel):
 
 
 class Motivo(BaseModel):
-    motivo: str = Field("", max_length=300)
+    motivo: str = Field(default="", max_length=300)
 
 
 class Followup(BaseModel):
     dias: int = Field(ge=1, le=60, description="Daqui a quantos dias falar de novo.")
-    motivo: str = Field("", max_length=300)
+    motivo: str = Field(default="", max_length=300)
 
 
 async def search(
@@ -81,7 +87,9 @@ async def search(
     """Open shifts that fit, at most ``agent_buscar_limit``; each recorded as an offer."""
     app = tc.app
     hoje = app.clock.now().date()
-    periodos = list(PERIODOS.get(fold(args.periodo), (fold(args.periodo),))) if args.periodo else None
+    periodos = (
+        list(PERIODOS.get(fold(args.periodo), (fold(args.periodo),))) if args.periodo else None
+    )
     params = {
         "hoje": hoje, "esp": fold(args.especialidade) if args.especialidade else None,
         "esp_id": tc.especialidade_id, "data": args.data,
@@ -104,7 +112,8 @@ async def _offer(tc: ToolContext, conn: Any, rows: list[Any], found: list[dict[s
         "INSERT INTO agent_ofertas (conversa_id, medico_id, vaga_id, vaga_updated_at, snapshot,"
         " created_at) SELECT %s, %s, u.v, u.t, u.s, %s"
         " FROM unnest(%s::bigint[], %s::timestamptz[], %s::jsonb[]) AS u(v, t, s)"
-        " ON CONFLICT (conversa_id, vaga_id) DO UPDATE SET vaga_updated_at = EXCLUDED.vaga_updated_at,"
+        " ON CONFLICT (conversa_id, vaga_id) DO UPDATE"
+        " SET vaga_updated_at = EXCLUDED.vaga_updated_at,"
         " snapshot = EXCLUDED.snapshot, created_at = EXCLUDED.created_at",
         (tc.conversa_id, tc.medico_id, tc.app.clock.now(), [r["id"] for r in rows],
          [r["updated_at"] for r in rows], [Jsonb(f) for f in found]),
@@ -151,8 +160,10 @@ async def detalhar_vaga(tc: ToolContext, args: VagaRef) -> dict[str, Any]:
 async def reservar_vaga(tc: ToolContext, args: VagaRef) -> dict[str, Any]:
     offer = await _offered(tc, args.vaga_id)
     try:
-        await vagas.move(tc.app, args.vaga_id, "reservar", medico_id=tc.medico_id,
-                         unchanged_since=offer["vaga_updated_at"], motivo="aceitou pelo WhatsApp")  # fmt: skip
+        await vagas.move(
+            tc.app, args.vaga_id, "reservar", medico_id=tc.medico_id,
+            unchanged_since=offer["vaga_updated_at"], motivo="aceitou pelo WhatsApp",
+        )  # fmt: skip
     except vagas.VagaGone:
         snapshot = dict(offer["snapshot"])
         alternativas = await search(

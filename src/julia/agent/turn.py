@@ -37,7 +37,7 @@ from julia.core.app import App
 from julia.core.logs import get_logger
 from julia.fila.queue import NewMessage, enqueue
 from julia.llm import client as llm_client
-from julia.llm.model import Model, ModelError, Request, Usage, anthropic_model
+from julia.llm.model import Model, ModelError, Request, Response, Usage, anthropic_model
 from julia.notify import alerts
 
 log = get_logger(__name__)
@@ -110,8 +110,12 @@ async def no_model_alert(app: App) -> None:
     )  # fmt: skip
 
 
-async def answer(app: App, inp: TurnInput, *, model: Model | None = None) -> Outcome:
-    """Answer one turn (see the module docstring). Raises :class:`Superseded`."""
+async def answer(
+    app: App, inp: TurnInput, *, model: Model | None = None, queue_reply: bool = True
+) -> Outcome:
+    """Answer one turn (see the module docstring). Raises :class:`Superseded`.
+
+    ``queue_reply=False`` (``julia chat``, ``julia eval``): everything but the queueing."""
     if not ready(app):
         await no_model_alert(app)
         return Outcome("sem_modelo", motivo=llm_client.why_not(app.settings))
@@ -161,23 +165,37 @@ async def answer(app: App, inp: TurnInput, *, model: Model | None = None) -> Out
     outcome.resposta = "\n\n".join(outcome.partes) if outcome.partes else outcome.direct
     handed = loop.handed_off or (tc is not None and tc.handed_off)
     acted = bool(tc and tc.side_effects)
-    await _deliver(app, inp, outcome, handed_off=handed, acted=acted)
-    elapsed = time.perf_counter() - started
-    outcome.overhead_s = max(elapsed - loop.model_s, 0.0)
-    await _record(app, inp, outcome, int(elapsed * 1000))
+    await _deliver(app, inp, outcome, handed_off=handed, acted=acted, queue_reply=queue_reply,
+                   started=started)  # fmt: skip
+    outcome.overhead_s = max(time.perf_counter() - started - loop.timed.seconds, 0.0)
+    log.info("agent.turn", conversa_id=inp.conversa_id, **outcome.summary())
     return outcome
+
+
+class _Timed:
+    """The model, its time kept apart (what the turn adds around it is the rest)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model, self.seconds = model, 0.0
+
+    async def create(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            return await self.model.create(request)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 class _Loop:
     def __init__(self, app: App, model: Model, inp: TurnInput) -> None:
-        self.app, self.model, self.inp = app, model, inp
+        self.app, self.inp = app, inp
+        self.model = self.timed = _Timed(model)
         self.tc: ToolContext | None = None
         self.calls: list[dict[str, Any]] = []
         self.usage = Usage()
         self.fallback: str | None = None
         self.handed_off = False
         self.hospitais: set[str] = set()
-        self.model_s = 0.0
 
     def facts(self) -> Any:
         assert self.tc is not None
@@ -190,8 +208,9 @@ class _Loop:
             exclude=list(inp.provider_ids),
         )  # fmt: skip
         self.hospitais = ctx.hospitais
-        self.tc = tc = ToolContext(app, inp.conversa_id, inp.medico_id,
-                                   ctx.medico.pop("especialidade_id", None), inp.first_id)  # fmt: skip
+        especialidade_id = ctx.medico.pop("especialidade_id", None)
+        self.tc = tc = ToolContext(app, inp.conversa_id, inp.medico_id, especialidade_id,
+                                   inp.first_id)  # fmt: skip
         for oferta in ctx.ofertas:
             tc.facts.add_vaga(oferta)
         turn = prompt.turn_message(inp.texto, ctx.as_json(app.clock.now().date()))
@@ -205,11 +224,7 @@ class _Loop:
                 tool_choice={"type": "none"} if last else None,
                 timeout_s=max(deadline - time.monotonic(), 1.0),
             )  # fmt: skip
-            t0 = time.perf_counter()
-            try:
-                response = await self.model.create(request)
-            finally:
-                self.model_s += time.perf_counter() - t0
+            response = await self.model.create(request)
             self.usage = self.usage + response.usage
             uses = response.tool_uses
             if not uses or last:
@@ -258,7 +273,14 @@ LIMIT 1
 
 
 async def _deliver(
-    app: App, inp: TurnInput, outcome: Outcome, *, handed_off: bool, acted: bool
+    app: App,
+    inp: TurnInput,
+    outcome: Outcome,
+    *,
+    handed_off: bool,
+    acted: bool,
+    queue_reply: bool,
+    started: float,
 ) -> None:
     now = app.clock.now()
     revisar = outcome.status == "fallback" or bool(outcome.guardrails)
@@ -270,17 +292,18 @@ async def _deliver(
         if row is None:
             outcome.status, outcome.motivo = "repetido", "turn already answered"
             outcome.partes = []
-            return
-        if row["controlled_by"] == "humano" and not handed_off:
+        elif row["controlled_by"] == "humano" and not handed_off:
             outcome.status, outcome.motivo = "humano", "a person took over mid-turn"
             outcome.partes, outcome.direct = [], None
+        if row is None or outcome.status == "humano":
+            await _record(conn, app, inp, outcome, started)
             return
         cur = await conn.execute(_NEWER, (inp.conversa_key, inp.last_id))
         if await cur.fetchone() is not None and not acted:
             log.info("agent.superseded", conversa_id=inp.conversa_id)
             raise Superseded()  # rolls the watermark back with the transaction
         delay = app.settings.agent_message_delay_s
-        for n, part in enumerate(outcome.partes):
+        for n, part in enumerate(outcome.partes if queue_reply else []):
             queued = await enqueue(
                 app,
                 NewMessage(texto=part, tipo="resposta", medico_id=inp.medico_id,
@@ -292,24 +315,26 @@ async def _deliver(
         texts = outcome.partes or ([outcome.direct] if outcome.direct else [])
         if texts:
             await conn.execute(
-                "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo, created_at)"
+                "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,"
+                " created_at)"
                 " SELECT %s, %s, 'saida', 'texto', c, %s FROM unnest(%s::text[]) AS c",
                 (inp.conversa_id, inp.medico_id, now, texts),
             )
+        await _record(conn, app, inp, outcome, started)
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-async def _record(app: App, inp: TurnInput, outcome: Outcome, ms: int) -> None:
-    async with app.pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO agent_turnos (conversa_id, medico_id, mensagens, status, texto, resposta,"
-            " tool_calls, guardrails, usage, motivo, duracao_ms, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (inp.conversa_id, inp.medico_id, list(inp.mensagem_ids), outcome.status, inp.texto,
-             outcome.resposta, Jsonb(outcome.tool_calls, dumps=_dumps),
-             Jsonb(outcome.guardrails), Jsonb(outcome.usage.as_dict()), outcome.motivo, ms, app.clock.now()),
-        )  # fmt: skip
-    log.info("agent.turn", conversa_id=inp.conversa_id, **outcome.summary())
+async def _record(conn: Any, app: App, inp: TurnInput, outcome: Outcome, started: float) -> None:
+    ms = int((time.perf_counter() - started) * 1000)
+    await conn.execute(
+        "INSERT INTO agent_turnos (conversa_id, medico_id, mensagens, status, texto, resposta,"
+        " tool_calls, guardrails, usage, motivo, duracao_ms, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (inp.conversa_id, inp.medico_id, list(inp.mensagem_ids), outcome.status, inp.texto,
+         outcome.resposta, Jsonb(outcome.tool_calls, dumps=_dumps),
+         Jsonb(outcome.guardrails), Jsonb(outcome.usage.as_dict()), outcome.motivo, ms,
+         app.clock.now()),
+    )  # fmt: skip

@@ -23,13 +23,16 @@ SAFE = {
 }
 _MONEY = re.compile(r"r\$\s*([\d.]+(?:,\d{1,2})?)")
 _DATE = re.compile(r"(?<!\d)(\d{1,2})/(\d{1,2})(?!\d)")
-_HOSPITAL = re.compile(r"\b(?:Hospital|Clínica|Clinica|Santa Casa|UPA|Pronto-Socorro|Maternidade)\s+[A-ZÀ-Ú]")
+_HOSPITAL = re.compile(
+    r"\b(?:Hospital|Clínica|Clinica|Santa Casa|UPA|Pronto-Socorro|Maternidade)\s+[A-ZÀ-Ú]"
+)
 _PHONE = re.compile(r"\+?\d[\d\s-]{9,}\d")
 _INTERNAL = ("<contexto>", "mensagem_do_medico", "vaga_id", "tool_use", "regras (nada",
              "registrar_optout", "solicitar_handoff", "reservar_vaga", "buscar_vagas")  # fmt: skip
 _PROMISES = ("garanto", "prometo", "com certeza vai ser aprovad", "pagamento adiantado",
              "pagamento antecipado", "sem falta", "100% garantido")  # fmt: skip
-_HUMAN = re.compile(r"\b(sou (uma )?(pessoa|humana|humano|gente) de verdade|sou humana|sou uma pessoa"
+_HUMAN = re.compile(r"\b(sou (uma )?(pessoa|humana|humano|gente) de verdade|sou humana"
+                    r"|sou uma pessoa"
                     r"|nao sou (um )?(robo|bot|ia)|sou de carne)")  # fmt: skip
 
 

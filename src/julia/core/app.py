@@ -10,6 +10,7 @@ the time takes an ``App``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -123,6 +124,10 @@ class App:
         try:
             yield app
         finally:
+            # Clients a capability built lazily (the model SDK's) register their closing here.
+            for close in app.extensions.pop("on_close", []):
+                with contextlib.suppress(Exception):  # closing must not hide the real outcome
+                    await close()
             await http.aclose()
             await redis_client.aclose()
             await pool.close()

@@ -305,8 +305,10 @@ async def _move_in(
          Jsonb({"de": row["status"], "para": status, "motivo": motivo}), now),
     )  # fmt: skip
     if actor is not None:
-        await audit.record(conn, now, actor, f"vagas.{acao}", alvo=str(vaga_id), motivo=motivo,
-                           detalhes={"de": row["status"], "para": status, "medico_id": por})  # fmt: skip
+        await audit.record(
+            conn, now, actor, f"vagas.{acao}", alvo=str(vaga_id), motivo=motivo,
+            detalhes={"de": row["status"], "para": status, "medico_id": por},
+        )  # fmt: skip
     cur = await conn.execute(_SELECT + " WHERE v.id = %s", (vaga_id,))
     found = await cur.fetchone()
     assert found is not None

@@ -44,7 +44,8 @@ def client(app: App) -> anthropic.AsyncAnthropic:
             max_retries=s.llm_max_retries,
         )
         app.extensions["anthropic"] = found
-    return found  # type: ignore[no-any-return]
+        app.extensions.setdefault("on_close", []).append(found.close)
+    return found
 
 
 async def close(app: App) -> None:

@@ -235,4 +235,4 @@ def anthropic_model(app: App) -> Model:
     found = app.extensions.get("llm_model")
     if found is None:
         found = app.extensions["llm_model"] = AnthropicModel(app)
-    return found  # type: ignore[no-any-return]
+    return found

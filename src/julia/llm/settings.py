@@ -21,9 +21,7 @@ class LLMSettings(BaseSettings):
         default=None,
         description="Model endpoint; point it at `julia sandbox llm` to run without a key.",
     )
-    llm_model: str = Field(
-        default="claude-sonnet-4-6", description="Model that answers doctors."
-    )
+    llm_model: str = Field(default="claude-sonnet-4-6", description="Model that answers doctors.")
     llm_summary_model: str = Field(
         default="claude-haiku-4-5", description="Cheaper model that summarises long conversations."
     )

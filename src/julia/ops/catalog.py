@@ -123,7 +123,7 @@ async def inbox_rescue(app: App) -> Done:
     return _report(r, r.leases_freed)
 
 
-@job("agent_pending", "Answer turns due: after-hours ones at opening, those that waited for a model",
+@job("agent_pending", "Answer due turns: after hours at opening, those that waited for a model",
      lambda s: Every(s.agent_pending_interval_s))  # fmt: skip
 async def agent_pending(app: App) -> Done:
     r = await pending.answer_due(app)

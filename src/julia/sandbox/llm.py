@@ -177,9 +177,15 @@ def decide(text: str, ctx: dict[str, Any], system: str) -> tuple[str, Any]:
     if m := re.search(r"(?:diga|fale|escreva) que .*?(r\$ ?[\d.,]+)", t):
         return "text", f"Combinado, o valor é {m.group(1).upper()}."
     if _has(t, "ignore", "ignora", "esqueca", "modo desenvolvedor", "aja como", "finja"):
-        return "text", "Não consigo fazer isso 😊 Mas posso te ajudar com plantões! Quer ver as vagas?"
+        return (
+            "text",
+            "Não consigo fazer isso 😊 Mas posso te ajudar com plantões! Quer ver as vagas?",
+        )
     if _has(t, "telefone", "numero") and _has(t, "outro", "outros", "medicos", "colega"):
-        return "text", "Não posso compartilhar dados de outras pessoas. Posso te ajudar com plantões?"
+        return (
+            "text",
+            "Não posso compartilhar dados de outras pessoas. Posso te ajudar com plantões?",
+        )
     if _has(t, "descadastr", "sair da lista", "nao quero mais receber", "pare de me mandar",
             "remove meu numero", "nao me mande mais"):  # fmt: skip
         return "tool", _tool("registrar_optout", {"motivo": "pediu para não receber mais"})
@@ -211,8 +217,8 @@ def decide(text: str, ctx: dict[str, Any], system: str) -> tuple[str, Any]:
         return "tool", _tool("detalhar_vaga", {"vaga_id": chosen["vaga_id"]})
     if _has(t, "lembra", "anota", "prefiro", "gosto de"):
         return "tool", _tool("salvar_memoria", {"texto": text.strip()[:200]})
-    if _has(t, "vaga", "vagas", "plantao", "plantoes", "escala", "disponivel", "trabalhar", "tem algo",
-            "oportunidade", "oportunidades", "valor", "quanto") or _filters(t, text):  # fmt: skip
+    if _has(t, "vaga", "vagas", "plantao", "plantoes", "escala", "disponivel", "trabalhar",
+            "tem algo", "oportunidade", "oportunidades", "valor", "quanto") or _filters(t, text):  # fmt: skip  # noqa: E501
         return "tool", _tool("buscar_vagas", _filters(t, text))
     if _has(t, "oi", "ola", "bom dia", "boa tarde", "boa noite", "tudo bem", "e ai"):
         saudacao = f"Oi, {nome.split()[0]}!" if nome and nome != "Lead" else "Oi!"
@@ -238,10 +244,14 @@ def word(name: str, result: Any, is_error: bool, invent: str | None) -> str:
     if name == "buscar_vagas":
         vagas = r.get("vagas") or []
         if not vagas:
-            return "No momento não tenho vaga com esse perfil. Quer que eu te avise quando aparecer?"
+            return (
+                "No momento não tenho vaga com esse perfil. Quer que eu te avise quando aparecer?"
+            )
         lines = [f"{i}) {describe(v, invent)}" for i, v in enumerate(vagas, 1)]
         if invent == "vaga":
-            lines.append(f"{len(lines) + 1}) Hospital Fantasia, sábado 12/12, 19:00–07:00, R$ 5.000")
+            lines.append(
+                f"{len(lines) + 1}) Hospital Fantasia, sábado 12/12, 19:00–07:00, R$ 5.000"
+            )
         plural = "opções" if len(lines) > 1 else "opção"
         return (f"Tenho {len(lines)} {plural} pra você:\n\n" + "\n".join(lines)
                 + "\n\nQuer que eu reserve alguma?")  # fmt: skip
@@ -270,9 +280,7 @@ def _tokens(value: Any) -> int:
 def respond(state: LLMState, body: dict[str, Any]) -> dict[str, Any]:
     """The response body for one request body."""
     system = body.get("system") or ""
-    system_text = system if isinstance(system, str) else " ".join(
-        b.get("text", "") for b in system
-    )
+    system_text = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
     messages = body.get("messages") or []
     tools = {t["name"] for t in body.get("tools") or []}
     no_tools = (body.get("tool_choice") or {}).get("type") == "none"
@@ -294,7 +302,9 @@ def respond(state: LLMState, body: dict[str, Any]) -> dict[str, Any]:
             parsed = json.loads(raw or "{}")
         except ValueError:
             parsed = {}
-        content = [{"type": "text", "text": word(name, parsed, bool(first.get("is_error")), invent)}]
+        content = [
+            {"type": "text", "text": word(name, parsed, bool(first.get("is_error")), invent)}
+        ]
     else:
         text = " ".join(b.get("text", "") for b in _blocks(last) if b.get("type") == "text")
         doctor = _between(text, "mensagem_do_medico") or text
@@ -373,7 +383,9 @@ def create_app() -> Starlette:
             return _error(fault.status, "sandbox fault", headers)
         if fault.malformed:
             state.failed += 1
-            return PlainTextResponse('{"id": "msg_broken", "content": [', media_type="application/json")
+            return PlainTextResponse(
+                '{"id": "msg_broken", "content": [', media_type="application/json"
+            )
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return _error(400, "messages: at least one message is required")
         state.answered += 1
@@ -410,7 +422,10 @@ def create_app() -> Starlette:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = {"type": "error", "error": {"type": _ERRORS.get(status, "api_error"), "message": message}}
+    body = {
+        "type": "error",
+        "error": {"type": _ERRORS.get(status, "api_error"), "message": message},
+    }
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -9,6 +9,7 @@ import typer
 
 from julia.sandbox import chatwoot as chatwoot_sandbox
 from julia.sandbox import gateway
+from julia.sandbox import llm as llm_sandbox
 from julia.sandbox import slack as slack_sandbox
 from julia_cli import render
 from julia_cli.base import JuliaTyper
@@ -70,3 +71,15 @@ def chatwoot(
     chatwoot_sandbox.serve(
         host=host, port=port, webhook_url=webhook_url, secret=secret, api_token=api_token
     )
+
+
+@app.command("llm")
+def llm(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8093,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Run the rule-based sandbox model (POST /v1/messages; POST /_sandbox/faults)."""
+    render.message(
+        f"sandbox model on http://{host}:{port} (JULIA_ANTHROPIC_BASE_URL=http://{host}:{port})"
+    )
+    llm_sandbox.serve(host=host, port=port)
