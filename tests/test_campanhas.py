@@ -175,6 +175,8 @@ async def test_a_chip_restricted_mid_campaign_pauses_it_with_an_alert(app: App) 
     assert await count(app, held + " AND proxima_tentativa_em = 'infinity'", c.id) == 19
     with pytest.raises(Conflict):
         await envio.enviar(app, c.id, actor=OP)
+    app.clock.advance(days=3)  # a long pause: nothing expires
+    assert await queue.expire(app) == 0
     resumed = await envio.retomar(app, c.id, actor=OP, motivo="chip replaced")
     assert resumed["rescheduled"] == 19
     assert await count(app, held + " AND proxima_tentativa_em < 'infinity'", c.id) == 19

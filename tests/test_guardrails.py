@@ -231,6 +231,8 @@ async def test_exportar_then_esquecer_leaves_nothing_readable(app: App, cli: Any
     keys = [k async for k in app.redis.scan_iter(match=f"*{dig}*")]
     assert keys == []
     assert await count(app, "SELECT count(*) FROM medicos_esquecidos") == 1
+    q = "SELECT count(*) FROM guardrail_bypasses WHERE regra = 'limite_diario'"
+    assert await count(app, q) == 1  # the rate-limit override is listed as a bypass
     assert await count(app, "SELECT count(*) FROM audit_log WHERE acao = 'medicos.esquecer'") == 1
 
     # never contacted again, even if someone re-imports the number

@@ -28,7 +28,6 @@ from julia.core.errors import Conflict, InvalidInput
 from julia.core.logs import get_logger
 from julia.core.redact import mask_phone
 from julia.fila import queue
-from julia.guardrails import rules
 
 log = get_logger(__name__)
 
@@ -58,16 +57,15 @@ async def _recipients(
     lacks is an InvalidInput naming how many and an example id."""
     used = template.placeholders(texto)
     shift = await store.vaga_values(conn, vaga_id)
-    rows = await segment.resolve(app, conn, seg)
+    rows = await segment.resolve(app, conn, seg, TIPO)
     if not rows:
         raise InvalidInput("the segment is empty: no doctor matches these filters")
-    verdicts = await rules.screen(app, conn, [r["id"] for r in rows], TIPO)
     removed: Counter[str] = Counter()
     eligible = []
     lacking: Counter[str] = Counter()
     example: dict[str, int] = {}
     for r in rows:
-        stop = verdicts.get(r["id"]) or []
+        stop = r["regras"]
         if stop:
             removed[stop[0]] += 1
             continue
@@ -118,7 +116,7 @@ async def preview(app: App, cid: int, *, examples: int = 10) -> dict[str, Any]:
 async def _last_due(conn: AsyncConnection[Any], cid: int) -> datetime | None:
     cur = await conn.execute(
         "SELECT max(agendar_para) AS at FROM fila_mensagens WHERE campanha_id = %s"
-        " AND status IN ('pendente', 'processando', 'enviada')",
+        " AND status IN ('pendente', 'processando', 'enviada') AND agendar_para < 'infinity'",
         (cid,),
     )
     row = await cur.fetchone()
@@ -238,13 +236,15 @@ async def enviar(
 
 
 async def pausar(app: App, cid: int, *, actor: audit.Actor, motivo: str = "") -> dict[str, Any]:
-    """Queued messages wait (not cancelled); ``retomar`` spreads them again from then."""
+    """Queued messages wait (not cancelled, not expired); ``retomar`` spreads them again."""
     async with app.pool.connection() as conn, conn.transaction():
         c = await store.get(app, cid, conn)
         await store.transition(app, conn, c, Status.PAUSADA, actor, motivo or "pausar")
         cur = await conn.execute(
-            # parked: never due until resumed (the due time stays in agendar_para)
-            "UPDATE fila_mensagens SET proxima_tentativa_em = 'infinity', updated_at = %s"
+            # parked: never due, and never expired (fila_expire reads agendar_para), until
+            # retomar spreads them again in their order (by id, as they were queued)
+            "UPDATE fila_mensagens SET proxima_tentativa_em = 'infinity',"
+            " agendar_para = 'infinity', updated_at = %s"
             " WHERE campanha_id = %s AND status = 'pendente' RETURNING id",
             (app.clock.now(), cid),
         )
@@ -260,7 +260,7 @@ async def retomar(
         c = await store.transition(app, conn, c, Status.ENVIANDO, actor, motivo or "retomar")
         cur = await conn.execute(
             "SELECT id FROM fila_mensagens WHERE campanha_id = %s AND status = 'pendente'"
-            " ORDER BY agendar_para, id",
+            " ORDER BY id",
             (cid,),
         )
         ids = [r["id"] for r in await cur.fetchall()]

@@ -1,4 +1,4 @@
-"""Segments: filters over doctors, resolved in one query (the guardrails come after)."""
+"""Segments: filters over doctors, resolved and screened by the guardrails in one query."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 
 from julia.core.app import App
 from julia.core.errors import InvalidInput
+from julia.guardrails import rules
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Segmento:
 
 
 _RESOLVE = """
-SELECT m.id, m.telefone, m.nome, e.nome AS especialidade, m.cidade, m.uf
+SELECT m.id AS k, m.id AS medico_id, m.telefone, %(tipo)s::text AS tipo, NULL::bigint AS msg_id,
+       m.id, m.nome, e.nome AS especialidade, m.cidade, m.uf
 FROM medicos m LEFT JOIN especialidades e ON e.id = m.especialidade_id
 WHERE (%(esp)s::text IS NULL OR lower(e.nome) = lower(%(esp)s))
   AND (%(uf)s::text IS NULL OR m.uf = %(uf)s)
@@ -53,16 +55,17 @@ WHERE (%(esp)s::text IS NULL OR lower(e.nome) = lower(%(esp)s))
   AND (NOT %(vaga)s OR EXISTS (SELECT 1 FROM vagas v JOIN hospitais h ON h.id = v.hospital_id
        WHERE v.status = 'aberta' AND v.especialidade_id = m.especialidade_id
        AND v.data >= %(today)s AND (m.uf IS NULL OR h.uf IS NULL OR h.uf = m.uf)))
-ORDER BY m.id
 """
 
 
-async def resolve(app: App, conn: AsyncConnection[Any], seg: Segmento) -> list[dict[str, Any]]:
-    """The doctors the segment names, by id (opted-out ones included: the guardrails count
-    what each rule removes)."""
+async def resolve(
+    app: App, conn: AsyncConnection[Any], seg: Segmento, tipo: str
+) -> list[dict[str, Any]]:
+    """The doctors the segment names, by id, each with ``regras``: the guardrails that stop
+    ``tipo`` to them (so what each rule removes can be counted), in one statement."""
     now = app.clock.now()
-    cur = await conn.execute(
-        _RESOLVE,
+    return await rules.screen_source(
+        app, conn, _RESOLVE,
         {
             "esp": seg.especialidade, "uf": seg.uf.upper() if seg.uf else None,
             "cidade": seg.cidade, "tags": list(seg.tags),
@@ -71,5 +74,5 @@ async def resolve(app: App, conn: AsyncConnection[Any], seg: Segmento) -> list[d
             "nunca": seg.nunca_contatado, "resp": seg.respondeu_antes, "vaga": seg.vaga_aberta,
             "today": now.date(),
         },
+        tipo,
     )  # fmt: skip
-    return [dict(r) for r in await cur.fetchall()]

@@ -59,7 +59,8 @@ async def status(app: App, cid: int, *, hours: int = 24) -> dict[str, Any]:
         per_hour = [{"hour": r["h"], "sent": r["n"]} for r in await cur.fetchall()]
         cur = await conn.execute(
             "SELECT min(agendar_para) FILTER (WHERE status = 'pendente') AS next_due,"
-            " max(agendar_para) FILTER (WHERE status = 'pendente') AS last_due"
+            " max(agendar_para) FILTER (WHERE status = 'pendente'"
+            " AND agendar_para < 'infinity') AS last_due"
             " FROM fila_mensagens WHERE campanha_id = %s",
             (cid,),
         )

@@ -72,9 +72,10 @@ def phone_hash(app: App, telefone: str) -> str:
 
 _HASH_SQL = "encode(sha256(convert_to(%(pepper)s || s.telefone, 'UTF8')), 'hex')"
 
-# ``src`` yields (k, medico_id, telefone, tipo, msg_id); the result, per k, the hard rules.
+# ``src`` yields (k, medico_id, telefone, tipo, msg_id, ...); the result adds ``regras``,
+# the hard rules that stop each row.
 _RULES = f"""
-SELECT s.k, array_remove(ARRAY[
+SELECT s.*, array_remove(ARRAY[
     CASE WHEN 'optout' <> ALL(%(bypass)s) AND COALESCE(m.opted_out, false) THEN 'optout' END,
     CASE WHEN 'esquecido' <> ALL(%(bypass)s) AND EXISTS (SELECT 1 FROM medicos_esquecidos e
          WHERE e.telefone_hash = {_HASH_SQL}) THEN 'esquecido' END,
@@ -91,8 +92,8 @@ SELECT s.k, array_remove(ARRAY[
                       AND x.id IS DISTINCT FROM s.msg_id)))
          THEN 'limite_contato' END
 ], NULL) AS regras
-FROM src s LEFT JOIN medicos m ON m.id = s.medico_id
-   OR (s.medico_id IS NULL AND m.telefone = s.telefone)
+FROM src s LEFT JOIN medicos m
+  ON m.id = COALESCE(s.medico_id, (SELECT x.id FROM medicos x WHERE x.telefone = s.telefone))
 """
 
 
@@ -129,14 +130,30 @@ async def screen(
     bypass: frozenset[str] = frozenset(),
 ) -> dict[int, list[str]]:
     """The hard rules that stop ``tipo`` to each of these doctors (empty list: none)."""
-    params = await _params(app, conn, bypass, app.clock.now())
-    params |= {"ids": list(medico_ids), "tipo": tipo}
-    cur = await conn.execute(
-        "WITH src AS (SELECT m.id AS k, m.id AS medico_id, m.telefone, %(tipo)s::text AS tipo,"
-        " NULL::bigint AS msg_id FROM medicos m WHERE m.id = ANY(%(ids)s)) " + _RULES,
-        params,
-    )
-    return {r["k"]: list(r["regras"]) for r in await cur.fetchall()}
+    rows = await screen_source(
+        app, conn,
+        "SELECT m.id AS k, m.id AS medico_id, m.telefone, %(tipo)s::text AS tipo,"
+        " NULL::bigint AS msg_id FROM medicos m WHERE m.id = ANY(%(ids)s)",
+        {"ids": list(medico_ids)}, tipo, bypass=bypass,
+    )  # fmt: skip
+    return {r["k"]: list(r["regras"]) for r in rows}
+
+
+async def screen_source(
+    app: App,
+    conn: AsyncConnection[Any],
+    source_sql: str,
+    params: dict[str, Any],
+    tipo: str,
+    *,
+    bypass: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The rows of ``source_sql`` (``k, medico_id, telefone, tipo, msg_id`` and any other
+    columns; ``%(tipo)s`` is bound) with ``regras`` added, in ``k`` order: one statement
+    resolves and screens a whole segment."""
+    p = await _params(app, conn, bypass, app.clock.now()) | params | {"tipo": tipo}
+    cur = await conn.execute("WITH src AS (" + source_sql + ") " + _RULES + " ORDER BY s.k", p)
+    return [dict(r) for r in await cur.fetchall()]
 
 
 @dataclass(frozen=True)

@@ -460,6 +460,13 @@ async def override(
         )
         row = await cur.fetchone()
         assert row is not None
+        # a bypass of the guardrails' daily limit: one row where every bypass is listed
+        await conn.execute(
+            "INSERT INTO guardrail_bypasses (regra, medico_id, operador, motivo, detalhes, at)"
+            " SELECT 'limite_diario', (SELECT id FROM medicos WHERE telefone = %s), %s, %s,"
+            " jsonb_build_object('ate', %s::text, 'override_id', %s::bigint), %s",
+            (telefone, actor.name, motivo, ate.isoformat(), row["id"], now),
+        )
         await audit.record(
             conn, now, actor, "ratelimit.override", alvo=telefone, motivo=motivo,
             detalhes={"ate": ate.isoformat()},

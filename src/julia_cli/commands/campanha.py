@@ -18,7 +18,7 @@ from julia_cli.commands._progress import progress_bar
 app = JuliaTyper(name="campanha", help="Campaigns: a message to a segment, paced by the chips.")
 
 IdArg = Annotated[int, typer.Argument(help="The campaign id.")]
-MotivoOpt = Annotated[str, typer.Option("--motivo", help="Why (recorded with your name).")]
+ReasonOpt = Annotated[str, typer.Option("--motivo", help="Why (recorded with your name).")]
 
 
 @app.command("criar")
@@ -32,9 +32,13 @@ async def criar(
             " {cidade}, {uf}; with --vaga {hospital}, {data}, {periodo}, {valor}.",
         ),
     ],
-    especialidade: Annotated[str | None, typer.Option("--especialidade")] = None,
-    uf: Annotated[str | None, typer.Option("--uf")] = None,
-    cidade: Annotated[str | None, typer.Option("--cidade")] = None,
+    especialidade: Annotated[
+        str | None, typer.Option("--especialidade", help="Doctors of this specialty.")
+    ] = None,
+    uf: Annotated[
+        str | None, typer.Option("--uf", help="Doctors in this state (two letters).")
+    ] = None,
+    cidade: Annotated[str | None, typer.Option("--cidade", help="Doctors in this city.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Repeat: every tag.")] = None,
     sem_contato_dias: Annotated[
         float | None,
@@ -42,8 +46,12 @@ async def criar(
             "--sem-contato-dias", help="Last message sent more than N days ago (or never)."
         ),
     ] = None,
-    nunca_contatado: Annotated[bool, typer.Option("--nunca-contatado")] = False,
-    respondeu_antes: Annotated[bool, typer.Option("--respondeu-antes")] = False,
+    nunca_contatado: Annotated[
+        bool, typer.Option("--nunca-contatado", help="Only doctors never sent a message.")
+    ] = False,
+    respondeu_antes: Annotated[
+        bool, typer.Option("--respondeu-antes", help="Only doctors who wrote to Júlia before.")
+    ] = False,
     vaga_aberta: Annotated[
         bool,
         typer.Option("--vaga-aberta", help="Only doctors with an open shift in their specialty."),
@@ -142,7 +150,7 @@ def _simple(result: dict[str, Any], json_: bool, text: str) -> None:
 
 
 @app.command("pausar")
-async def pausar(cid: IdArg, motivo: Annotated[str, typer.Option("--motivo")] = "",
+async def pausar(cid: IdArg, motivo: ReasonOpt = "",
                  json_: JsonOpt = False, operador: OperadorOpt = None) -> None:  # fmt: skip
     """Pause: queued messages wait."""
     async with open_app() as a:
@@ -151,7 +159,7 @@ async def pausar(cid: IdArg, motivo: Annotated[str, typer.Option("--motivo")] = 
 
 
 @app.command("retomar")
-async def retomar(cid: IdArg, motivo: Annotated[str, typer.Option("--motivo")] = "",
+async def retomar(cid: IdArg, motivo: ReasonOpt = "",
                   json_: JsonOpt = False, operador: OperadorOpt = None) -> None:  # fmt: skip
     """Resume: the waiting messages are spread again from now."""
     async with open_app() as a:
@@ -160,7 +168,7 @@ async def retomar(cid: IdArg, motivo: Annotated[str, typer.Option("--motivo")] =
 
 
 @app.command("cancelar")
-async def cancelar(cid: IdArg, motivo: Annotated[str, typer.Option("--motivo")] = "",
+async def cancelar(cid: IdArg, motivo: ReasonOpt = "",
                    json_: JsonOpt = False, operador: OperadorOpt = None) -> None:  # fmt: skip
     """Cancel: queued messages are cancelled (visible as such)."""
     async with open_app() as a:
