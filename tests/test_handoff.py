@@ -339,3 +339,27 @@ def test_cli_assumir_list_devolver_resolver_audited(
         "SELECT conteudo FROM interacoes WHERE tipo = 'nota_handoff' AND conversa_id = %s", cid
     ))  # fmt: skip
     assert "prometi ligar amanhã" in note["conteudo"]
+
+
+async def test_humano_set_before_handoffs_existed_is_adopted_and_told(happ: App, cw: CW) -> None:
+    cid = await conversa(happ)
+    async with happ.pool.connection() as conn:
+        await conn.execute("UPDATE conversas SET controlled_by = 'humano' WHERE id = %s", (cid,))
+    h = await handoff.request(happ, conversa_id=cid, reason="pediu", trigger="keyword")
+    assert h.new and h.status == "em_atendimento" and h.notified_at is not None
+    assert [m["evento"] for m in await control.transitions(happ, cid)] == ["adotar"]
+    assert len(cw[1].conversations) == 1
+
+
+async def test_the_overview_lists_waiting_handoffs_with_status_and_reason(happ: App) -> None:
+    from julia.ops.overview import handoffs_waiting
+
+    cid = await conversa(happ)
+    h = await handoff.request(happ, conversa_id=cid, reason="pediu: atendente", trigger="keyword")
+    view = await handoffs_waiting(happ)
+    assert view["count"] == 1
+    [item] = view["items"]
+    assert (item["handoff_id"], item["status"], item["reason"]) == (
+        h.id, "pendente", "pediu: atendente"
+    )  # fmt: skip
+    assert item["telefone"] == "5511...4321"

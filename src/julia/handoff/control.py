@@ -220,6 +220,34 @@ async def by_chatwoot(conn: AsyncConnection[Any], chatwoot_conversation_id: int)
     )
 
 
+async def _adopt(
+    app: App,
+    conn: AsyncConnection[Any],
+    row: dict[str, Any],
+    *,
+    reason: str,
+    trigger: str,
+    actor: str,
+) -> Handoff:
+    now = app.clock.now()
+    cur = await conn.execute(
+        "INSERT INTO handoffs (conversa_id, medico_id, status, reason, trigger, actor,"
+        " created_at, taken_at, updated_at) VALUES (%s, %s, 'em_atendimento', %s, %s, %s, %s,"
+        " %s, %s) RETURNING id",
+        (row["id"], row["medico_id"], reason, trigger, actor, now, now, now),
+    )
+    created = await cur.fetchone()
+    assert created is not None
+    await conn.execute(
+        "INSERT INTO handoff_transicoes (conversa_id, handoff_id, de, para, evento, reason,"
+        " actor, created_at) VALUES (%s, %s, 'humano', 'em_atendimento', 'adotar', %s, %s, %s)",
+        (row["id"], created["id"], reason, actor, now),
+    )
+    found = await _get(conn, "h.id = %s", (created["id"],))
+    assert found is not None
+    return found
+
+
 async def open_or_take(
     app: App,
     *,
@@ -233,8 +261,13 @@ async def open_or_take(
     """Open a handoff (``take``: a person is already answering), or return the open one;
     a person taking a ``pendente`` one moves it to ``em_atendimento``."""
     async with app.pool.connection() as conn, conn.transaction():
-        de, _ = await _state(conn, conversa_id)
+        de, row = await _state(conn, conversa_id)
         new = de == states.JULIA
+        if de != states.JULIA and row["handoff_id"] is None:
+            # 'humano' set before handoffs existed, and nobody was ever told: adopt it as an
+            # open handoff (control does not change, so no table move; recorded as 'adotar').
+            adopted = await _adopt(app, conn, row, reason=reason, trigger=trigger, actor=actor)
+            return Handoff(**{**adopted.__dict__, "new": True})
         if new or (take and de == states.PENDENTE):
             moved = await transition(
                 app,
@@ -249,8 +282,8 @@ async def open_or_take(
             found = await _get(conn, "h.id = %s", (moved.handoff_id,))
         else:
             found = await open_for(app, conversa_id, conn)
-    if found is None:  # humano without a handoff row (older data): nothing to return
-        raise NotFound(f"conversation {conversa_id} is under human control without a handoff")
+    if found is None:  # cannot happen: the row is locked and humano has a handoff here
+        raise NotFound(f"conversation {conversa_id} has no open handoff")
     return Handoff(**{**found.__dict__, "new": new})
 
 

@@ -11,6 +11,7 @@ model), else :func:`julia.handoff.history.digest` (deterministic, the last messa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from julia.core import audit, metrics, phones
@@ -62,17 +63,19 @@ async def request(
             log.warning("handoff.summarizer_failed", error=type(exc).__name__)
         summary = summary or history.digest(lines, reason)
     async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE handoffs SET summary = %s WHERE id = %s"
-            " RETURNING (SELECT nome FROM medicos WHERE id = handoffs.medico_id) AS nome",
-            (summary, h.id),
-        )
-        row = await cur.fetchone()
+        await conn.execute("UPDATE handoffs SET summary = %s WHERE id = %s", (summary, h.id))
     h = Handoff(**{**h.__dict__, "summary": summary})
     log.info("handoff.requested", handoff_id=h.id, trigger=trigger, telefone=mask_phone(h.telefone))
     if notify:
-        await announce.notify(app, h, str(row["nome"]) if row else "Médico", lines)
+        await announce.notify(app, h, await _nome(app, h.medico_id), lines)
     return Handoff(**{**(await control.get(app, h.id)).__dict__, "new": True})
+
+
+async def _nome(app: App, medico_id: int) -> str:
+    async with app.pool.connection() as conn:
+        cur = await conn.execute("SELECT nome FROM medicos WHERE id = %s", (medico_id,))
+        row = await cur.fetchone()
+    return str(row["nome"]) if row else "Médico"
 
 
 async def still_julia(app: App, conversa_id: int) -> bool:
@@ -193,9 +196,12 @@ async def waiting(app: App) -> list[Raised]:
             (now, cut),
         )
         late = list(await cur.fetchall())
+        # Also those whose first try never ran (the process died after the commit).
         cur = await conn.execute(
             "SELECT id FROM handoffs WHERE status <> 'resolvido' AND notified_at IS NULL"
-            " AND notify_attempts BETWEEN 1 AND 10 ORDER BY id LIMIT 20"
+            " AND notify_attempts <= 10 AND (notify_attempts > 0 OR created_at <= %s)"
+            " ORDER BY id LIMIT 20",
+            (now - timedelta(minutes=1),),
         )
         unnotified = [int(r["id"]) for r in await cur.fetchall()]
     raised: list[Raised] = []
@@ -215,7 +221,7 @@ async def waiting(app: App) -> list[Raised]:
     for handoff_id in unnotified:
         h = await control.get(app, handoff_id)
         lines = await history.lines(app, h.conversa_id, limit=app.settings.handoff_history_limit)
-        await announce.notify(app, h, "Médico", lines)
+        await announce.notify(app, h, await _nome(app, h.medico_id), lines)
     return raised
 
 

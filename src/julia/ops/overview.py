@@ -45,13 +45,16 @@ async def throughput(app: App, minutes: int = THROUGHPUT_MINUTES) -> list[int] |
 
 
 async def handoffs_waiting(app: App, limit: int = 10) -> dict[str, Any]:
-    """Active conversations a human controls (a handoff), oldest first."""
+    """Active conversations a human controls, oldest handoff first (with its status and
+    reason; waiting since the handoff was opened)."""
     async with app.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT c.id, m.telefone, m.nome, c.updated_at FROM conversas c"
+            "SELECT c.id, m.telefone, m.nome, COALESCE(h.created_at, c.updated_at) AS since,"
+            " h.id AS handoff_id, h.status AS handoff_status, h.reason FROM conversas c"
             " JOIN medicos m ON m.id = c.medico_id"
+            " LEFT JOIN handoffs h ON h.conversa_id = c.id AND h.status <> 'resolvido'"
             " WHERE c.status = 'ativa' AND c.controlled_by = 'humano'"
-            " ORDER BY c.updated_at LIMIT %s",
+            " ORDER BY since LIMIT %s",
             (limit,),
         )
         rows = list(await cur.fetchall())
@@ -65,7 +68,8 @@ async def handoffs_waiting(app: App, limit: int = 10) -> dict[str, Any]:
         "count": int(total["n"]) if total else 0,
         "items": [
             {"conversa_id": r["id"], "telefone": mask_phone(r["telefone"]), "nome": r["nome"],
-             "waiting_min": round((now - r["updated_at"]).total_seconds() / 60)}
+             "waiting_min": round((now - r["since"]).total_seconds() / 60),
+             "handoff_id": r["handoff_id"], "status": r["handoff_status"], "reason": r["reason"]}
             for r in rows
         ],
     }  # fmt: skip
