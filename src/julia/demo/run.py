@@ -87,8 +87,7 @@ Say = Callable[[str], None]
 class Capabilities:
     """Which parts of the story this build can play (the CLI knows its commands)."""
 
-    llm: bool = False  # the agent answers through the sandbox model (julia.sandbox.llm)
-    llm_cli: bool = False  # ``julia sandbox llm`` exists
+    llm: bool = False  # ``julia sandbox llm``: the agent answers through the sandbox model
     chatwoot: bool = False  # ``julia sandbox chatwoot``: an operator answers a handoff
     campanha: bool = False  # ``julia campanha``: the campaign goes out through guardrails
     agent: bool = False  # the agent can reserve a shift
@@ -211,7 +210,7 @@ async def run(
             knobs["anthropic_base_url"] = urls["llm"]
             knobs["anthropic_api_key"] = API_KEY
         else:
-            capabilities = dataclasses.replace(capabilities, llm=False, llm_cli=False)
+            capabilities = dataclasses.replace(capabilities, llm=False)
     if capabilities.chatwoot:
         knobs.update(chatwoot_url=urls["chatwoot"], chatwoot_api_token=API_KEY,
                      chatwoot_account_id=1, chatwoot_inbox_id=1,
@@ -302,11 +301,8 @@ async def _play(
         )
         started = [gw, slack]
         llm_port = str(urlsplit(urls["llm"]).port)
-        if caps.llm_cli:
+        if caps.llm:
             started.append(sup.start("llm", "sandbox", "llm", "--port", llm_port, url=urls["llm"]))
-        elif caps.llm:  # the sandbox model without its command yet: the same server
-            code = f"from julia.sandbox.llm import serve; serve(port={int(llm_port)})"
-            started.append(sup.start_python("llm", "-c", code, url=urls["llm"]))
         if caps.chatwoot:
             started.append(
                 sup.start(

@@ -36,10 +36,9 @@ def capabilities() -> demo_run.Capabilities:
     def has(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
 
-    agent = has("julia.agent") and has("julia.sandbox.llm")
+    agent = has("julia.agent") and "llm" in sandboxes
     return demo_run.Capabilities(
         llm=agent,
-        llm_cli=agent and "llm" in sandboxes,
         chatwoot="chatwoot" in sandboxes and has("julia.handoff"),
         campanha=has("julia.campanhas"),
         agent=agent,
