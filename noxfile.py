@@ -41,16 +41,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Set up the embedded servers under ./.julia, migrate, import the examples, print info."""
+    """``julia demo --headless``: the whole system on this machine, the report as JSON last."""
     session.install("-e", ".[local]")
     env = {"JULIA_HOME": os.environ.get("JULIA_HOME", os.path.abspath(".julia"))}
-    session.run("julia", "db", "migrate", env=env)
-    session.run("julia", "medicos", "import", "examples/medicos.csv", env=env)
-    session.run("julia", "vagas", "import", "examples/vagas.csv", env=env)
-    session.run("julia", "info", env=env)
-    session.log("The embedded servers keep running for later commands; stop them with:")
-    julia = os.path.join(session.bin, "julia")
-    session.log(f"  JULIA_HOME={env['JULIA_HOME']} {julia} local stop")
+    session.run("julia", "demo", "--headless", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -13,6 +13,7 @@ from julia_cli.commands import chat as chat_cmd
 from julia_cli.commands import chips as chips_cmd
 from julia_cli.commands import circuits as circuits_cmd
 from julia_cli.commands import conversas as conversas_cmd
+from julia_cli.commands import demo as demo_cmd
 from julia_cli.commands import evals as evals_cmd
 from julia_cli.commands import fila as fila_cmd
 from julia_cli.commands import guardrails as guardrails_cmd
@@ -78,14 +79,15 @@ app.add_typer(inbox_cmd.app)
 app.add_typer(shim_cmd.app)
 app.add_typer(chips_cmd.app)
 app.add_typer(circuits_cmd.app)
-app.add_typer(handoff_cmd.app)
 app.add_typer(conversas_cmd.app)
+app.add_typer(handoff_cmd.app)
 app.command("chat")(chat_cmd.chat)
 app.command("eval")(evals_cmd.eval_)
 app.add_typer(ratelimit_cmd.app)
 app.add_typer(guardrails_cmd.app)
 app.add_typer(campanha_cmd.app)
 ops_cmd.register(app)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

@@ -21,8 +21,9 @@ Test controls under ``/_sandbox``:
   and ``/phone-exists/{phone}`` (Z-API's wire shapes; a wrong token or Client-Token
   is a 401). Its accepted messages join ``/_sandbox/messages`` (``"provider": "zapi"``).
 - ``POST /_sandbox/numbers`` ``{"not_on_whatsapp": [...]}``; ``DELETE`` clears.
-- ``POST /_sandbox/incoming`` ``{"instance", "number", "text", "push_name"}``: posts
-  a ``messages.upsert`` webhook (a doctor writing) to the webhook URL.
+- ``POST /_sandbox/incoming`` ``{"instance", "number", "text", "push_name", "id",
+  "audio"}``: posts a ``messages.upsert`` webhook (a doctor writing; ``"audio": true``
+  sends a voice note instead of text) to the webhook URL.
 - ``POST /_sandbox/ack`` ``{"id", "status"}``: posts a ``messages.update`` (delivery or
   read ack) for a message the sandbox accepted.
 """
@@ -452,6 +453,10 @@ def create_app(
         body = await request.json()
         instance = str(body.get("instance") or "julia")
         digits = _digits(str(body.get("number") or ""))
+        message: dict[str, Any] = {"conversation": str(body.get("text") or "")}
+        if body.get("audio"):
+            message = {"audioMessage": {"mimetype": "audio/ogg; codecs=opus", "seconds": 7,
+                                        "ptt": True}}  # fmt: skip
         data = {
             "key": {
                 "remoteJid": f"{digits}@s.whatsapp.net",
@@ -460,8 +465,8 @@ def create_app(
             },
             "pushName": body.get("push_name") or "Médico",
             "status": "DELIVERY_ACK",
-            "message": {"conversation": str(body.get("text") or "")},
-            "messageType": "conversation",
+            "message": message,
+            "messageType": next(iter(message)),
             "messageTimestamp": int(time.time()),
             "instanceId": state.instance_id(instance),
             "source": "android",

@@ -1,0 +1,1 @@
+"""``julia demo``: the whole system on one machine (the top floor: it drives every other)."""
