@@ -215,3 +215,16 @@ async def test_a_due_time_past_the_last_date_is_a_named_line(app: App, tmp_path:
     path = _csv(tmp_path, "telefone,texto,agendar_para\n11999998888,oi,+99999999999d\n")
     with pytest.raises(ImportRejected, match="line 2: bad due time"):
         await manual.enqueue_file(app, path)
+
+
+@pytest.mark.parametrize(
+    ("nome", "first"),
+    [("Dra. Ana Souza", "Ana"), ("Dr Bruno Lima", "Bruno"), ("DOUTORA Carla", "Carla"),
+     ("Ana", "Ana"), ("Dr.", None), ("", None), (None, None)],
+)  # fmt: skip
+def test_a_doctor_is_greeted_by_a_first_name_not_a_title(
+    nome: str | None, first: str | None
+) -> None:
+    from julia.domain.medicos import first_name
+
+    assert first_name(nome) == first

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from julia.core.errors import InvalidInput
+from julia.domain import medicos
 
 DOCTOR = {"nome": "the doctor's first name", "nome_completo": "the doctor's full name",
           "especialidade": "the doctor's specialty", "cidade": "the doctor's city",
@@ -53,7 +54,7 @@ def shift_values(vaga: Mapping[str, Any]) -> dict[str, str]:
 def doctor_values(m: Mapping[str, Any]) -> dict[str, str | None]:
     nome = (m.get("nome") or "").strip()
     return {
-        "nome": nome.split()[0] if nome else None,
+        "nome": medicos.first_name(nome),
         "nome_completo": nome or None,
         "especialidade": m.get("especialidade") or None,
         "cidade": m.get("cidade") or None,

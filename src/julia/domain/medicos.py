@@ -58,6 +58,19 @@ class MedicoRow:
     id_externo: str | None
 
 
+#: Titles written before a doctor's name ("Dra. Ana Souza"): not a first name.
+_TITLES = frozenset({"dr", "dra", "doutor", "doutora", "prof", "profa", "sr", "sra"})
+
+
+def first_name(nome: str | None) -> str | None:
+    """How a message greets the doctor: the first word of the name that is not a title
+    ("Dra. Ana Souza" → "Ana"); None when the name has nothing else."""
+    for word in (nome or "").split():
+        if word.rstrip(".").casefold() not in _TITLES:
+            return word
+    return None
+
+
 def parse_row(row: dict[str, str]) -> MedicoRow:
     uf = row.get("uf") or None
     if uf is not None and (len(uf) != 2 or not (uf.isascii() and uf.isalpha())):
