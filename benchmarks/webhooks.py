@@ -52,7 +52,7 @@ def template() -> dict[str, Any]:
     if path.exists():
         data: dict[str, Any] = json.loads(path.read_text())
         return data
-    return {  # the same recorded shape, for a checkout without ../shared
+    return {  # the same recorded shape, when the recorded fixture is missing
         "event": "messages.upsert",
         "instance": "caldasIA",
         "data": {

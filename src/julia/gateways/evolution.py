@@ -1,7 +1,8 @@
 """Evolution API v2 adapter over the shared ``httpx.AsyncClient`` (header ``apikey``).
 
-Wire shapes are those of ``../shared/EXTERNAL-APIS.md`` §1.9–1.10 and the
-fixtures; the sandbox gateway (:mod:`julia.sandbox.gateway`) speaks the same.
+Wire shapes are Evolution API v2's (``message/sendText``, ``chat/findMessages``...) as in the
+recorded fixtures (``tests/fixtures``); the sandbox gateway (:mod:`julia.sandbox.gateway`)
+speaks the same.
 """
 
 from __future__ import annotations

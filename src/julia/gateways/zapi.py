@@ -1,6 +1,6 @@
 """Z-API adapter: ``/instances/{id}/token/{token}/...`` with the ``Client-Token`` header.
 
-Per ``../shared/EXTERNAL-APIS.md`` §2. Z-API keeps no queryable history of sent
+Per Z-API's documented send and status endpoints. Z-API keeps no queryable history of sent
 messages, so :meth:`find_sent` answers None and an uncertain send waits for an
 operator. Typing is shown through ``delayTyping`` on the send itself, so
 :meth:`send_presence` only remembers the wish for the next send.
