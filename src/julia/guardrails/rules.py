@@ -153,7 +153,7 @@ async def screen_source(
     resolves and screens a whole segment."""
     p = await _params(app, conn, bypass, app.clock.now()) | params | {"tipo": tipo}
     cur = await conn.execute("WITH src AS (" + source_sql + ") " + _RULES + " ORDER BY s.k", p)
-    return [dict(r) for r in await cur.fetchall()]
+    return list(await cur.fetchall())  # dict rows already (the pool's row factory)
 
 
 @dataclass(frozen=True)
