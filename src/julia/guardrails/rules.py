@@ -158,35 +158,57 @@ async def screen_source(
 
 @dataclass(frozen=True)
 class SendBlock:
-    """Why a claimed message must not be sent: the first rule, as a queue outcome."""
+    """Why a claimed message must not be sent: the first rule, as a queue outcome.
+
+    ``status`` is where the message goes: ``bloqueada`` for a rule, ``cancelada`` when its
+    campaign was cancelled, ``pendente`` with ``park`` when its campaign is paused (it
+    waits, never due, until ``campanha retomar`` spreads it again)."""
 
     regra: str
     outcome: str
     motivo: str
+    status: str = "bloqueada"
+    park: bool = False
+
+
+#: A campaign that stopped after its message was claimed (checked with the rules).
+CAMPANHA_PAUSADA, CAMPANHA_CANCELADA = "campanha_pausada", "campanha_cancelada"
 
 
 async def at_send(app: App, worker_id: str, ids: Sequence[int]) -> dict[int, SendBlock]:
-    """Of these messages claimed by ``worker_id``, those a hard rule stops (the queue's
-    send-time check). Opt-out and erasure give ``BLOCKED_OPTOUT``, the rest
-    ``BLOCKED_GUARDRAIL``; ``motivo`` starts with the rule's name."""
+    """Of these messages claimed by ``worker_id``, those that must not be sent now (the
+    queue's send-time check, one statement): a cancelled campaign's end ``cancelada``;
+    otherwise a hard rule stops it (opt-out and erasure give ``BLOCKED_OPTOUT``, the rest
+    ``BLOCKED_GUARDRAIL``; ``motivo`` starts with the rule's name); otherwise a paused
+    campaign's go back to waiting."""
     if not ids:
         return {}
     async with app.pool.connection() as conn:
         params = await _params(app, conn, frozenset(), app.clock.now())
         params |= {"ids": list(ids), "worker": worker_id}
         cur = await conn.execute(
-            "WITH src AS (SELECT f.id AS k, f.medico_id, f.telefone, f.tipo, f.id AS msg_id"
-            " FROM fila_mensagens f WHERE f.id = ANY(%(ids)s) AND f.status = 'processando'"
-            " AND f.lease_owner = %(worker)s) " + _RULES,
+            "WITH src AS (SELECT f.id AS k, f.medico_id, f.telefone, f.tipo, f.id AS msg_id,"
+            " f.campanha_id, (SELECT ca.status FROM campanhas ca WHERE ca.id = f.campanha_id)"
+            " AS campanha_status FROM fila_mensagens f WHERE f.id = ANY(%(ids)s)"
+            " AND f.status = 'processando' AND f.lease_owner = %(worker)s) " + _RULES,
             params,
         )
         rows = await cur.fetchall()
     out = {}
     for r in rows:
-        if r["regras"]:
+        cid = r["campanha_id"]
+        if r["campanha_status"] == "cancelada":
+            out[r["k"]] = SendBlock(CAMPANHA_CANCELADA, "CANCELLED",
+                                    f"campanha {cid} cancelada before it was sent",
+                                    status="cancelada")  # fmt: skip
+        elif r["regras"]:
             regra = r["regras"][0]
             outcome = "BLOCKED_OPTOUT" if regra in ("optout", "esquecido") else "BLOCKED_GUARDRAIL"
             out[r["k"]] = SendBlock(regra, outcome, f"{regra}: {EXPLAIN[regra]} before it was sent")
+        elif r["campanha_status"] == "pausada":
+            out[r["k"]] = SendBlock(CAMPANHA_PAUSADA, "RELEASED",
+                                    f"campanha {cid} pausada before it was sent: waits for"
+                                    " retomar", status="pendente", park=True)  # fmt: skip
     return out
 
 
