@@ -26,7 +26,6 @@ that knowingly skips a rule passes it in ``bypass`` and records a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -35,10 +34,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from julia.core import audit, phones
+from julia.core import audit, erased, phones
 from julia.core.app import App
 from julia.core.errors import InvalidInput
-from julia.core.settings import CoreSettings
 from julia.resilience import ratelimit
 from julia.resilience.hours import BusinessHours
 
@@ -66,11 +64,10 @@ EXPLAIN = {
 
 def phone_hash(app: App, telefone: str) -> str:
     """The keyed hash kept of a forgotten doctor's phone (same as :data:`_HASH_SQL`)."""
-    pepper = CoreSettings.secret(app.settings.guardrails_forget_pepper) or ""
-    return hashlib.sha256((pepper + phones.normalize(telefone)).encode()).hexdigest()
+    return erased.phone_hash(app, telefone)
 
 
-_HASH_SQL = "encode(sha256(convert_to(%(pepper)s || s.telefone, 'UTF8')), 'hex')"
+_HASH_SQL = erased.hash_sql("s.telefone")
 
 # ``src`` yields (k, medico_id, telefone, tipo, msg_id, ...); the result adds ``regras``,
 # the hard rules that stop each row.
@@ -113,7 +110,7 @@ async def _params(
         raise InvalidInput(f"unknown guardrail {', '.join(sorted(unknown))} (one of {RULES})")
     return {
         "bypass": sorted(bypass),
-        "pepper": CoreSettings.secret(app.settings.guardrails_forget_pepper) or "",
+        "pepper": erased.pepper(app),
         "julia_tipos": list(JULIA_TIPOS),
         "capped": list(CAPPED_TIPOS),
         "cap_on": await contact_cap_enabled(conn),
