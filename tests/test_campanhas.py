@@ -115,6 +115,48 @@ async def test_a_doctor_who_opts_out_after_queueing_receives_nothing(sandbox_app
     assert s["blocked_by_reason"] == {"optout": 1}
 
 
+async def test_messages_claimed_before_a_pause_wait_and_before_a_cancel_end_cancelled(
+    sandbox_app: App,
+) -> None:
+    app = sandbox_app
+    assert isinstance(app.clock, FrozenClock)
+    ids = await seed_medicos(app, 10)
+    async with app.pool.connection() as conn:  # two segments: tag a (5) and tag b (5)
+        await conn.execute("UPDATE medicos SET tags = CASE WHEN id = ANY(%s) THEN"
+                           " '{a}'::text[] ELSE '{b}' END", (ids[:5],))  # fmt: skip
+    p = await envio.criar(app, nova(ritmo=600, segmento=Segmento(tags=["a"])), actor=OP)
+    await envio.enviar(app, p.id, actor=OP)
+    app.clock.advance(hours=1)
+    batch = await queue.claim(app, "w1", 100)  # claimed, then the campaign is paused
+    assert len(batch) == 5
+    assert (await envio.pausar(app, p.id, actor=OP))["held"] == 0
+    report = await send.process_batch(app, "w1", batch)
+    assert (report.sent, report.blocked) == (0, 0)
+    assert sandbox(app, "/_sandbox/messages") == []
+    q = "SELECT count(*) FROM fila_mensagens WHERE campanha_id = %s"
+    parked = q + " AND status = 'pendente' AND agendar_para = 'infinity' AND tentativas = 0"
+    assert await count(app, parked, p.id) == 5
+    app.clock.advance(hours=1)
+    assert await queue.claim(app, "w1", 100) == []  # still paused: never due
+    assert (await envio.retomar(app, p.id, actor=OP))["rescheduled"] == 5
+    app.clock.advance(hours=1)
+    report = await send.process_batch(app, "w1", await queue.claim(app, "w1", 100))
+    assert report.sent == 5 and len(sandbox(app, "/_sandbox/messages")) == 5
+
+    c = await envio.criar(app, nova(ritmo=600, segmento=Segmento(tags=["b"])), actor=OP)
+    await envio.enviar(app, c.id, actor=OP)
+    app.clock.advance(hours=1)
+    batch = await queue.claim(app, "w1", 100)
+    assert {m.campanha_id for m in batch} == {c.id} and len(batch) == 5
+    assert (await envio.cancelar(app, c.id, actor=OP))["cancelled"] == 0
+    report = await send.process_batch(app, "w1", batch)
+    assert report.sent == 0 and len(sandbox(app, "/_sandbox/messages")) == 5
+    cancelled = q + " AND status = 'cancelada' AND outcome = 'CANCELLED'"
+    assert await count(app, cancelled, c.id) == 5
+    s = await campanha_status.status(app, c.id)
+    assert (s["cancelled"], s["queued"], s["sent"]) == (5, 0, 0)
+
+
 async def test_pace_over_a_compressed_clock_stays_under_the_pace_and_inside_the_window(
     sandbox_app: App,
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from julia.core.app import App
 from julia.core.clock import FrozenClock
 from julia.core.errors import Conflict, InvalidInput, InvalidPhone, NotFound
-from julia.fila import queue
+from julia.fila import bulk, queue
 from julia.fila.queue import NewMessage, Result
 from julia.fila.states import Outcome, Status
 
@@ -275,3 +275,33 @@ async def test_dlq_purge_deletes_only_old_dead_letters(app: App, clock: FrozenCl
     clock.advance(days=2)
     assert await queue.dlq_purge(app, older_than_days=1) == 1
     assert await _count(app) == 0
+
+
+async def test_bulk_enqueue_takes_phone_and_opt_out_from_the_doctor_and_each_key_once(
+    app: App,
+) -> None:
+    ok, out = await _medico(app), await _medico(app, "+5511999990002", opted_out=True)
+    now = app.clock.now()
+
+    async def put(ids: list[int], textos: list[str]) -> bulk.BulkResult:
+        async with app.pool.connection() as conn, conn.transaction():
+            return await bulk.enqueue_columns(
+                app, conn, tipo="campanha", medico_ids=ids, textos=textos,
+                due=[now] * len(ids), keys=[f"k:{i}" for i in ids],
+            )  # fmt: skip
+
+    first = await put([ok, out, 999_999], [" oi ", "oi", "oi"])
+    assert (first.inserted, first.blocked, first.duplicates, first.gone) == (2, 1, 0, 1)
+    again = await put([ok, out], ["oi", "oi"])
+    assert (again.inserted, again.duplicates) == (0, 2)
+    m = await _count(app, f"medico_id = {ok} AND telefone = '{PHONE}' AND texto = 'oi'"
+                          " AND status = 'pendente'")  # fmt: skip
+    assert m == 1
+    assert await _count(app, f"medico_id = {out} AND status = 'bloqueada'") == 1
+    with pytest.raises(InvalidInput):
+        await put([ok], ["  "])
+    with pytest.raises(InvalidInput):
+        async with app.pool.connection() as conn:
+            await bulk.enqueue_columns(app, conn, tipo="nada", medico_ids=[ok], textos=["x"],
+                                       due=[now], keys=["k2"])  # fmt: skip
+    assert await _count(app) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,11 +13,11 @@ import pytest
 from campanha_seed import count, phone, seed_medicos, seed_sent
 from julia.core import audit
 from julia.core.app import App
-from julia.core.errors import Conflict, InvalidInput
+from julia.core.errors import Conflict, ImportRejected, InvalidInput
 from julia.domain import medicos
 from julia.fila import queue
 from julia.fila.queue import NewMessage
-from julia.guardrails import blocks, rules
+from julia.guardrails import blocks, lgpd, rules
 from julia.outbound import send
 from julia.resilience import ratelimit
 from julia.sandbox.gateway import control as sandbox
@@ -263,3 +264,23 @@ async def test_exportar_then_esquecer_leaves_nothing_readable(app: App, cli: Any
         cur = await conn.execute("SELECT id FROM medicos WHERE telefone = %s", (phone(0),))
         new_id = (await cur.fetchone() or {})["id"]
         assert (await rules.screen(app, conn, [new_id], "campanha"))[new_id] == ["esquecido"]
+
+
+async def test_an_erased_phone_is_refused_by_the_doctors_import(
+    app: App, cli: Any, tmp_path: Path
+) -> None:
+    await seed_medicos(app, 1)
+    await lgpd.esquecer(app, phone(0), motivo="pedido LGPD", actor=OP)
+    path = tmp_path / "medicos.csv"
+    path.write_text(f"nome,telefone\nDr. Volta,{phone(0)}\nDra. Nova,{phone(1)}\n")
+    with pytest.raises(ImportRejected) as info:
+        await medicos.import_medicos(app, path)
+    assert [(e.line, e.reason) for e in info.value.errors] == [(2, medicos.ERASED)]
+    assert await count(app, "SELECT count(*) FROM medicos") == 0
+    r = await asyncio.to_thread(cli, "medicos", "import", str(path))
+    assert r.exit_code != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert "line 2: telefone was erased under LGPD" in r.stderr and phone(0) not in r.stderr
+    result = await medicos.import_medicos(app, path, skip_invalid=True)
+    assert result.inserted == 1 and [e.line for e in result.skipped] == [2]
+    q = "SELECT count(*) FROM medicos WHERE telefone = %s"
+    assert (await count(app, q, phone(0)), await count(app, q, phone(1))) == (0, 1)

@@ -27,7 +27,7 @@ from julia.core.app import App
 from julia.core.errors import Conflict, InvalidInput
 from julia.core.logs import get_logger
 from julia.core.redact import mask_phone
-from julia.fila import queue
+from julia.fila import bulk, queue
 
 log = get_logger(__name__)
 
@@ -56,6 +56,7 @@ async def _recipients(
     """The segment, screened by the guardrails and rendered; a placeholder some recipient
     lacks is an InvalidInput naming how many and an example id."""
     used = template.placeholders(texto)
+    render = template.renderer(texto)
     shift = await store.vaga_values(conn, vaga_id)
     rows = await segment.resolve(app, conn, seg, TIPO)
     if not rows:
@@ -76,7 +77,8 @@ async def _recipients(
                 lacking[g] += 1
                 example.setdefault(g, r["id"])
             continue
-        eligible.append(r | {"texto": template.render(texto, values)})
+        r["texto"] = render(values)  # the rows are this call's own
+        eligible.append(r)
     if lacking:
         p, n = lacking.most_common(1)[0]
         raise InvalidInput(
@@ -203,24 +205,23 @@ async def enviar(
                 await store.transition(app, conn, locked, Status.ENVIANDO, actor, "enviar")
     size = app.settings.campanha_batch_size
     done = 0
-    for i in range(0, len(slots), size):
-        batch = [
-            queue.NewMessage(
-                r["texto"],
-                telefone=r["telefone"],
-                tipo=TIPO,
-                campanha_id=cid,
-                agendar_para=at,
-                idempotency_key=key(cid, r["id"]),
-            )
-            for r, at in zip(todo[i : i + size], slots[i : i + size], strict=True)
-        ]
-        out = await queue.enqueue_many(app, batch)
-        done += out.inserted
-        result["enqueued"] = done
-        result["already"] += out.duplicates
-        if progress:
-            progress(min(i + size, len(slots)), len(slots))
+    async with app.pool.connection() as conn:
+        for i in range(0, len(slots), size):
+            end = min(i + size, len(slots))  # past the window: no slot, not queued
+            rows = todo[i:end]
+            async with conn.transaction():  # each batch its own committed statement
+                out = await bulk.enqueue_columns(
+                    app, conn, tipo=TIPO, campanha_id=cid,
+                    medico_ids=[r["id"] for r in rows], textos=[r["texto"] for r in rows],
+                    due=slots[i:end], keys=[key(cid, r["id"]) for r in rows],
+                )  # fmt: skip
+            done += out.inserted
+            result["enqueued"] = done
+            result["already"] += out.duplicates
+            if out.gone:
+                skipped["apagado"] = skipped.get("apagado", 0) + out.gone
+            if progress:
+                progress(end, len(slots))
     async with app.pool.connection() as conn, conn.transaction():
         detalhes = {
             k: v for k, v in result.items() if k not in ("capacity", "first_due", "last_due")

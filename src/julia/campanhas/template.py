@@ -8,7 +8,7 @@ Rendering substitutes text only (no ``str.format``): a doctor's name is data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -64,6 +64,24 @@ def doctor_values(m: Mapping[str, Any]) -> dict[str, str | None]:
 
 def missing(used: Iterable[str], values: Mapping[str, str | None]) -> list[str]:
     return [p for p in used if not values.get(p)]
+
+
+def renderer(texto: str) -> Callable[[Mapping[str, str | None]], str]:
+    """:func:`render` for one template, split once (a campaign renders it per recipient)."""
+    parts = _PLACEHOLDER.split(texto)  # literal, name, literal, ..., literal
+    names = [p.strip() for p in parts[1::2]]
+    literals = parts[0::2]
+
+    def render_one(values: Mapping[str, str | None]) -> str:
+        out = [literals[0]]
+        for name, literal in zip(names, literals[1:], strict=True):
+            value = values.get(name)
+            if not value:
+                raise InvalidInput(f"no value for {{{name}}}")
+            out += (value, literal)
+        return "".join(out)
+
+    return render_one
 
 
 def render(texto: str, values: Mapping[str, str | None]) -> str:

@@ -8,7 +8,8 @@ one set-based upsert, so 100,000 rows take seconds, not minutes.
 Every kind of file (doctors, shifts) is one :class:`Pipeline` run by
 :func:`run_import`: its columns, how a row is parsed, what must be unique within the
 file, its staging table, a query naming the rows that would break a table's
-constraint (so they are reported by line, never as an unexpected error), and its upsert.
+constraint or must not come back (so they are reported by line, never as an unexpected
+error), and its upsert.
 """
 
 from __future__ import annotations
@@ -199,6 +200,8 @@ class Pipeline(Generic[T]):
     #: A query over the stage returning ``(line, reason)`` of rows the upsert would
     #: break a constraint with (an id moved onto another record's phone...).
     conflicts: str | None = None
+    #: Values bound in ``conflicts`` (the pepper of the erased-phone hash...).
+    params: Callable[[App], Mapping[str, Any]] | None = None
 
 
 async def run_import(
@@ -235,7 +238,8 @@ async def run_import(
         if pipeline.prepare is not None:
             await pipeline.prepare(conn, [r for _, r in good])
         if pipeline.conflicts is not None:
-            cur = await conn.execute(pipeline.conflicts)
+            bound = dict(pipeline.params(app)) if pipeline.params is not None else None
+            cur = await conn.execute(pipeline.conflicts, bound)
             clashes = [RowError(r["line"], r["reason"]) for r in await cur.fetchall()]
             if clashes:
                 errors.extend(clashes)

@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from julia.core import audit, phones
+from julia.core import audit, erased, phones
 from julia.core.app import App
 from julia.core.errors import InvalidInput, NotFound
 from julia.core.importing import ImportResult, Pipeline, Progress, required, run_import
@@ -97,9 +97,18 @@ async def ensure_especialidades(conn: AsyncConnection[Any], names: set[str]) -> 
         )
 
 
+#: Why a row with a phone erased by ``julia medicos esquecer`` is refused.
+ERASED = "telefone was erased under LGPD (julia medicos esquecer): it is not imported again"
+
 # Rows the upsert would break medicos' unique keys with, named by line: an id_externo
-# moved onto another doctor's phone, or a phone whose doctor has another id_externo.
-_CONFLICTS = """
+# moved onto another doctor's phone, or a phone whose doctor has another id_externo;
+# and rows whose phone was erased (only its keyed hash is kept).
+_CONFLICTS = f"""
+SELECT s.line, '{ERASED}' AS reason
+FROM _medicos_stage s
+WHERE EXISTS (SELECT 1 FROM medicos_esquecidos e
+              WHERE e.telefone_hash = {erased.hash_sql("s.telefone")})
+UNION ALL
 SELECT s.line, 'id_externo ' || s.id_externo || ' is doctor #' || x.id
        || ', but this telefone belongs to doctor #' || y.id AS reason
 FROM _medicos_stage s
@@ -168,6 +177,7 @@ PIPELINE: Pipeline[MedicoRow] = Pipeline(
     upsert=_UPSERT,
     prepare=_prepare,
     conflicts=_CONFLICTS,
+    params=lambda app: {"pepper": erased.pepper(app)},
 )
 
 

@@ -128,6 +128,9 @@ class Result:
     proxima: datetime | None = None
     #: True when the attempt did not count (rate limit, breaker open, released).
     give_back_attempt: bool = False
+    #: Back to ``pendente`` never due (due time 'infinity', as a paused campaign's messages
+    #: are) until the campaign is resumed.
+    park: bool = False
 
 
 # --- validation ------------------------------------------------------------
@@ -426,13 +429,16 @@ UPDATE fila_mensagens f SET
     falhou_em = CASE WHEN r.erro IS NOT NULL THEN %(now)s ELSE f.falhou_em END,
     provider_message_id = COALESCE(r.pid, f.provider_message_id),
     enviada_em = CASE WHEN r.status = 'enviada' THEN %(now)s ELSE f.enviada_em END,
-    proxima_tentativa_em = COALESCE(r.proxima, f.proxima_tentativa_em),
+    proxima_tentativa_em = CASE WHEN r.park THEN 'infinity'
+                                ELSE COALESCE(r.proxima, f.proxima_tentativa_em) END,
+    agendar_para = CASE WHEN r.park THEN 'infinity' ELSE f.agendar_para END,
     tentativas = GREATEST(f.tentativas - r.undo, 0),
     send_started_at = CASE WHEN r.status = 'pendente' THEN NULL ELSE f.send_started_at END,
     lease_owner = NULL, lease_desde = NULL, lease_ate = NULL, updated_at = %(now)s
 FROM unnest(%(ids)s::bigint[], %(status)s::text[], %(outcome)s::text[], %(motivo)s::text[],
-            %(erro)s::text[], %(pid)s::text[], %(proxima)s::timestamptz[], %(undo)s::int[])
-     AS r(id, status, outcome, motivo, erro, pid, proxima, undo)
+            %(erro)s::text[], %(pid)s::text[], %(proxima)s::timestamptz[], %(undo)s::int[],
+            %(park)s::bool[])
+     AS r(id, status, outcome, motivo, erro, pid, proxima, undo, park)
 WHERE f.id = r.id AND f.status = 'processando' AND f.lease_owner = %(worker)s
 RETURNING f.id, f.status, f.outcome, f.tentativas, f.ultimo_erro
 """
@@ -463,6 +469,7 @@ async def finish(app: App, worker_id: str, results: Sequence[Result]) -> set[int
         "pid": [r.provider_message_id for r in results],
         "proxima": [r.proxima for r in results],
         "undo": [1 if r.give_back_attempt else 0 for r in results],
+        "park": [r.park for r in results],
     }
     async with app.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(_FINISH, params)

@@ -26,7 +26,6 @@ that knowingly skips a rule passes it in ``bypass`` and records a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -35,10 +34,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from julia.core import audit, phones
+from julia.core import audit, erased, phones
 from julia.core.app import App
 from julia.core.errors import InvalidInput
-from julia.core.settings import CoreSettings
 from julia.resilience import ratelimit
 from julia.resilience.hours import BusinessHours
 
@@ -66,11 +64,10 @@ EXPLAIN = {
 
 def phone_hash(app: App, telefone: str) -> str:
     """The keyed hash kept of a forgotten doctor's phone (same as :data:`_HASH_SQL`)."""
-    pepper = CoreSettings.secret(app.settings.guardrails_forget_pepper) or ""
-    return hashlib.sha256((pepper + phones.normalize(telefone)).encode()).hexdigest()
+    return erased.phone_hash(app, telefone)
 
 
-_HASH_SQL = "encode(sha256(convert_to(%(pepper)s || s.telefone, 'UTF8')), 'hex')"
+_HASH_SQL = erased.hash_sql("s.telefone")
 
 # ``src`` yields (k, medico_id, telefone, tipo, msg_id, ...); the result adds ``regras``,
 # the hard rules that stop each row.
@@ -113,7 +110,7 @@ async def _params(
         raise InvalidInput(f"unknown guardrail {', '.join(sorted(unknown))} (one of {RULES})")
     return {
         "bypass": sorted(bypass),
-        "pepper": CoreSettings.secret(app.settings.guardrails_forget_pepper) or "",
+        "pepper": erased.pepper(app),
         "julia_tipos": list(JULIA_TIPOS),
         "capped": list(CAPPED_TIPOS),
         "cap_on": await contact_cap_enabled(conn),
@@ -153,40 +150,62 @@ async def screen_source(
     resolves and screens a whole segment."""
     p = await _params(app, conn, bypass, app.clock.now()) | params | {"tipo": tipo}
     cur = await conn.execute("WITH src AS (" + source_sql + ") " + _RULES + " ORDER BY s.k", p)
-    return [dict(r) for r in await cur.fetchall()]
+    return list(await cur.fetchall())  # dict rows already (the pool's row factory)
 
 
 @dataclass(frozen=True)
 class SendBlock:
-    """Why a claimed message must not be sent: the first rule, as a queue outcome."""
+    """Why a claimed message must not be sent: the first rule, as a queue outcome.
+
+    ``status`` is where the message goes: ``bloqueada`` for a rule, ``cancelada`` when its
+    campaign was cancelled, ``pendente`` with ``park`` when its campaign is paused (it
+    waits, never due, until ``campanha retomar`` spreads it again)."""
 
     regra: str
     outcome: str
     motivo: str
+    status: str = "bloqueada"
+    park: bool = False
+
+
+#: A campaign that stopped after its message was claimed (checked with the rules).
+CAMPANHA_PAUSADA, CAMPANHA_CANCELADA = "campanha_pausada", "campanha_cancelada"
 
 
 async def at_send(app: App, worker_id: str, ids: Sequence[int]) -> dict[int, SendBlock]:
-    """Of these messages claimed by ``worker_id``, those a hard rule stops (the queue's
-    send-time check). Opt-out and erasure give ``BLOCKED_OPTOUT``, the rest
-    ``BLOCKED_GUARDRAIL``; ``motivo`` starts with the rule's name."""
+    """Of these messages claimed by ``worker_id``, those that must not be sent now (the
+    queue's send-time check, one statement): a cancelled campaign's end ``cancelada``;
+    otherwise a hard rule stops it (opt-out and erasure give ``BLOCKED_OPTOUT``, the rest
+    ``BLOCKED_GUARDRAIL``; ``motivo`` starts with the rule's name); otherwise a paused
+    campaign's go back to waiting."""
     if not ids:
         return {}
     async with app.pool.connection() as conn:
         params = await _params(app, conn, frozenset(), app.clock.now())
         params |= {"ids": list(ids), "worker": worker_id}
         cur = await conn.execute(
-            "WITH src AS (SELECT f.id AS k, f.medico_id, f.telefone, f.tipo, f.id AS msg_id"
-            " FROM fila_mensagens f WHERE f.id = ANY(%(ids)s) AND f.status = 'processando'"
-            " AND f.lease_owner = %(worker)s) " + _RULES,
+            "WITH src AS (SELECT f.id AS k, f.medico_id, f.telefone, f.tipo, f.id AS msg_id,"
+            " f.campanha_id, (SELECT ca.status FROM campanhas ca WHERE ca.id = f.campanha_id)"
+            " AS campanha_status FROM fila_mensagens f WHERE f.id = ANY(%(ids)s)"
+            " AND f.status = 'processando' AND f.lease_owner = %(worker)s) " + _RULES,
             params,
         )
         rows = await cur.fetchall()
     out = {}
     for r in rows:
-        if r["regras"]:
+        cid = r["campanha_id"]
+        if r["campanha_status"] == "cancelada":
+            out[r["k"]] = SendBlock(CAMPANHA_CANCELADA, "CANCELLED",
+                                    f"campanha {cid} cancelada before it was sent",
+                                    status="cancelada")  # fmt: skip
+        elif r["regras"]:
             regra = r["regras"][0]
             outcome = "BLOCKED_OPTOUT" if regra in ("optout", "esquecido") else "BLOCKED_GUARDRAIL"
             out[r["k"]] = SendBlock(regra, outcome, f"{regra}: {EXPLAIN[regra]} before it was sent")
+        elif r["campanha_status"] == "pausada":
+            out[r["k"]] = SendBlock(CAMPANHA_PAUSADA, "RELEASED",
+                                    f"campanha {cid} pausada before it was sent: waits for"
+                                    " retomar", status="pendente", park=True)  # fmt: skip
     return out
 
 

@@ -3,7 +3,8 @@
 For each batch, in order:
 
 1. **guardrails** (at send time, :func:`julia.guardrails.rules.at_send`): opt-out or erasure →
-   ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL
+   ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL;
+   a cancelled campaign's → ``cancelada``; a paused campaign's → ``pendente``, parked
    (the opt-out is checked again right before each gateway call, :func:`guards.may_still_send`);
 2-3. **route and rate limits** (:func:`route_for`): the chip that sends it — with no chip
    registered, the default instance as the pool's one implicit chip — and its rate-limit
@@ -423,7 +424,8 @@ async def _run_batch(
     for m in batch:
         if m.id in blocked:
             b = blocked[m.id]
-            settle(m, Result(m.id, Status.BLOQUEADA, Outcome(b.outcome), motivo=b.motivo), None)
+            settle(m, Result(m.id, Status(b.status), Outcome(b.outcome), motivo=b.motivo,
+                             give_back_attempt=b.park, park=b.park), None)  # fmt: skip
         else:
             todo.append(m)
 
