@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import psycopg
 import pytest
 
 from julia.core.app import App
 from julia.core.clock import FrozenClock
 from julia.core.errors import Conflict, InvalidInput, InvalidPhone, NotFound
+from julia.core.settings import secret
 from julia.fila import bulk, queue
 from julia.fila.queue import NewMessage, Result
 from julia.fila.states import Outcome, Status
@@ -305,3 +307,33 @@ async def test_bulk_enqueue_takes_phone_and_opt_out_from_the_doctor_and_each_key
             await bulk.enqueue_columns(app, conn, tipo="nada", medico_ids=[ok], textos=["x"],
                                        due=[now], keys=["k2"])  # fmt: skip
     assert await _count(app) == 2
+
+
+async def test_a_doctor_id_that_is_not_there_rejects_the_whole_batch(app: App) -> None:
+    mid = await _medico(app)
+    batch = [NewMessage("a", medico_id=mid, idempotency_key="d1"),
+             NewMessage("b", medico_id=mid + 999, idempotency_key="d2")]  # fmt: skip
+    with pytest.raises(NotFound, match=f"no doctor with id {mid + 999}"):
+        await queue.enqueue_many(app, batch)
+    assert await _count(app) == 0
+    res = await queue.enqueue_many(app, batch[:1])  # a real one then a duplicate of it
+    again = await queue.enqueue_many(app, batch[:1])
+    assert (res.inserted, again.inserted, again.duplicates) == (1, 0, 1)
+
+
+async def test_an_enqueue_wakes_the_listeners_once_it_commits(app: App) -> None:
+    blocked = await _medico(app, "+5511999990002", opted_out=True)
+    async with await psycopg.AsyncConnection.connect(
+        secret(app.settings.database_url), autocommit=True
+    ) as listener:
+        await listener.execute(f"LISTEN {queue.CHANNEL}")
+
+        async def woken() -> bool:
+            return bool([n async for n in listener.notifies(timeout=0.5)])
+
+        await queue.enqueue(app, NewMessage("para o bloqueado", medico_id=blocked))
+        assert not await woken()  # only a blocked message: nothing for the workers
+        await queue.enqueue(app, NewMessage("oi", telefone=PHONE, idempotency_key="w1"))
+        assert await woken()
+        await queue.enqueue(app, NewMessage("oi", telefone=PHONE, idempotency_key="w1"))
+        assert not await woken()  # a duplicate queues nothing

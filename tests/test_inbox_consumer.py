@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from julia import inbox
 from julia.core.app import App
@@ -269,6 +270,30 @@ async def test_a_long_turn_keeps_its_lease(
     recorder.release.set()
     done = await turn
     assert done is not None and done.status == "aguardando_resposta"
+
+
+async def test_a_turn_whose_lease_was_taken_over_writes_nothing(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock
+) -> None:
+    recorder = Recorder(hold="+5511987654321")
+    [mid] = (await post(client, upsert("oi")))["ids"]
+    clock.advance(5)
+    turn = asyncio.create_task(consumer.step(app, "slow", [recorder, *default_processors()]))
+    await wait_for(recorder.holding)
+    async with app.pool.connection() as conn:  # another consumer took the conversation
+        await conn.execute("UPDATE inbox_leases SET worker_id = 'other'")
+    recorder.release.set()
+    with pytest.raises(consumer._LeaseLost):
+        await turn
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM inbox_turnos) AS turnos,"
+            " (SELECT count(*) FROM interacoes) AS interacoes,"
+            " (SELECT worker_id FROM inbox_leases) AS lease"
+        )
+        row = await cur.fetchone()
+    assert row == {"turnos": 0, "interacoes": 0, "lease": "other"}
+    assert (await inbox.get(app, mid))["status"] == "pendente"
 
 
 async def test_the_rescue_frees_dead_leases_and_alerts_once_on_stalled_messages(

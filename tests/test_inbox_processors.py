@@ -285,6 +285,29 @@ async def test_an_unknown_sender_becomes_a_lead_with_business_events(
         assert [r["tipo"] for r in await cur.fetchall()] == ["mensagem_recebida", "lead_criado"]
 
 
+async def test_a_known_sender_keeps_the_conversation_its_time_and_the_chip(
+    client: httpx.AsyncClient, app: App, clock: FrozenClock
+) -> None:
+    first = await say(client, app, clock, upsert("oi"))
+    chip = await one(
+        app, "INSERT INTO chips (instance, telefone, provider, trust_score, trust_level,"
+        " trust_updated_at, created_at, updated_at) VALUES ('caldasIA', '+5511900000001',"
+        " 'evolution', 80, 'verde', %s, %s, %s) RETURNING id", *[clock.now()] * 3,
+    )  # fmt: skip
+    clock.advance(60)
+    second = await say(client, app, clock, upsert("tudo bem?"))
+    conversas = await one(app, "SELECT count(*) AS n, max(id) AS id, max(last_message_at) AS at,"
+                               " max(chip_id) AS chip FROM conversas")  # fmt: skip
+    assert conversas["n"] == 1 and conversas["chip"] == chip["id"]
+    assert conversas["at"] == clock.now()  # the second turn moved it
+    turnos = await one(app, "SELECT array_agg(DISTINCT conversa_id) AS c, array_agg(DISTINCT"
+                            " medico_id) AS m FROM inbox_turnos WHERE id = ANY(%s)",
+                       [first.turno_id, second.turno_id])  # fmt: skip
+    assert turnos["c"] == [conversas["id"]] and len(turnos["m"]) == 1
+    events = await one(app, "SELECT array_agg(tipo ORDER BY id) AS t FROM business_events")
+    assert events["t"] == ["mensagem_recebida", "lead_criado", "mensagem_recebida"]
+
+
 def test_processors_run_in_the_issue_order() -> None:
     assert [(p.name, p.priority) for p in default_processors()] == [
         ("group_ingestion", 5), ("parse", 10), ("presence", 15), ("load_entities", 20),

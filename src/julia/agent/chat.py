@@ -15,6 +15,8 @@ from julia.agent.turn import Outcome, TurnInput, answer
 from julia.core import phones
 from julia.core.app import App
 
+# The doctor, their active conversation, the line as a processed inbound message and as an
+# interaction: one statement.
 _ENSURE = """
 WITH m AS (
     INSERT INTO medicos (telefone, nome, tags, created_at, updated_at)
@@ -26,8 +28,18 @@ WITH m AS (
     SELECT id, 'ativa', %(now)s, %(now)s, %(now)s FROM m
     ON CONFLICT (medico_id) WHERE status = 'ativa' DO UPDATE SET last_message_at = %(now)s
     RETURNING id, medico_id
+), r AS (
+    INSERT INTO mensagens_recebidas (provider, instance, provider_message_id, evento, telefone,
+        conversa_key, tipo, texto, received_at, payload, status)
+    VALUES ('evolution', 'chat', %(pmid)s, 'chat', %(t)s, %(t)s, 'texto', %(texto)s, %(now)s,
+        %(payload)s, 'processada')
+    RETURNING id
+), i AS (
+    INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo, provider_message_id,
+        created_at)
+    SELECT id, medico_id, 'entrada', 'texto', %(texto)s, %(pmid)s, %(now)s FROM c
 )
-SELECT id AS conversa_id, medico_id FROM c
+SELECT c.id AS conversa_id, c.medico_id, r.id AS mensagem_id FROM c, r
 """
 
 
@@ -38,23 +50,15 @@ async def say(
     phone = phones.normalize(telefone)
     now = app.clock.now()
     pmid = f"chat-{uuid.uuid4().hex[:16]}"
-    async with app.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute(_ENSURE, {"t": phone, "nome": nome, "now": now})
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            _ENSURE,
+            {"t": phone, "nome": nome, "now": now, "pmid": pmid, "texto": texto,
+             "payload": Jsonb({})},
+        )  # fmt: skip
         row = await cur.fetchone()
         assert row is not None
-        cur = await conn.execute(
-            "INSERT INTO mensagens_recebidas (provider, instance, provider_message_id, evento,"
-            " telefone, conversa_key, tipo, texto, received_at, payload, status)"
-            " VALUES ('evolution', 'chat', %s, 'chat', %s, %s, 'texto', %s, %s, %s, 'processada')"
-            " RETURNING id",
-            (pmid, phone, phone, texto, now, Jsonb({})),
-        )
-        msg = await cur.fetchone()
-        assert msg is not None
-        await conn.execute(
-            "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,"
-            " provider_message_id, created_at) VALUES (%s, %s, 'entrada', 'texto', %s, %s, %s)",
-            (row["conversa_id"], row["medico_id"], texto, pmid, now),
-        )
-    inp = TurnInput(row["conversa_id"], row["medico_id"], phone, (msg["id"],), texto, (pmid,))
+    inp = TurnInput(
+        row["conversa_id"], row["medico_id"], phone, (row["mensagem_id"],), texto, (pmid,)
+    )
     return await answer(app, inp, queue_reply=queue_reply)

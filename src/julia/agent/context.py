@@ -2,7 +2,8 @@
 the doctor's profile, preferences and memories, this conversation's offers, how many
 shifts of their specialty are open, and the active directives (``app_settings`` key
 ``agent.diretrizes``). A part that fails is logged and left out; the turn goes on.
-Two round trips in parallel: the history, and one query for everything else."""
+Two round trips in parallel: the history (with the stored summary), and one query for
+everything else."""
 
 from __future__ import annotations
 
@@ -59,28 +60,37 @@ async def _history(
     app: App, model: Model, conversa_id: int, exclude: list[str]
 ) -> tuple[list[dict[str, Any]], str | None]:
     s = app.settings
-    rows = await _rows(
-        app,
-        "SELECT direcao, conteudo, created_at FROM interacoes WHERE conversa_id = %s"
-        " AND (provider_message_id IS NULL OR provider_message_id <> ALL(%s))"
-        " ORDER BY created_at DESC, id DESC LIMIT %s",
-        conversa_id, exclude, max(s.agent_history_messages, s.agent_summary_after + 1),
-    )  # fmt: skip
+    # The stored summary comes along with the messages (same round trip).
+    rows = await _rows(app, _HISTORY, conversa_id, exclude,
+                       max(s.agent_history_messages, s.agent_summary_after + 1))  # fmt: skip
     rows.reverse()
+    stored = rows[-1] if rows else {}
+    rows = [{k: r[k] for k in ("direcao", "conteudo", "created_at")} for r in rows]
     if len(rows) <= s.agent_summary_after:
         return rows, None
-    resumo = await _summary(app, model, conversa_id, rows[:-5])
+    resumo = await _summary(app, model, conversa_id, rows[:-5], stored)
     return rows[-5:], resumo
 
 
+_HISTORY = """
+SELECT i.direcao, i.conteudo, i.created_at, c.resumo, c.resumo_ate
+FROM interacoes i JOIN conversas c ON c.id = i.conversa_id
+WHERE i.conversa_id = %s AND (i.provider_message_id IS NULL OR i.provider_message_id <> ALL(%s))
+ORDER BY i.created_at DESC, i.id DESC LIMIT %s
+"""
+
+
 async def _summary(
-    app: App, model: Model, conversa_id: int, older: list[dict[str, Any]]
+    app: App,
+    model: Model,
+    conversa_id: int,
+    older: list[dict[str, Any]],
+    stored: dict[str, Any],
 ) -> str | None:
     """The stored summary, refreshed by the cheaper model when older messages changed."""
-    stored = await _rows(app, "SELECT resumo, resumo_ate FROM conversas WHERE id = %s", conversa_id)
     last = older[-1]["created_at"] if older else None
-    if stored and stored[0]["resumo"] and stored[0]["resumo_ate"] == last:
-        return str(stored[0]["resumo"])
+    if stored.get("resumo") and stored.get("resumo_ate") == last:
+        return str(stored["resumo"])
     lines = [
         f"{'Médico' if r['direcao'] == 'entrada' else 'Júlia'}: {r['conteudo']}" for r in older
     ]

@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -35,7 +35,7 @@ from julia.agent.state import ToolContext
 from julia.core import metrics
 from julia.core.app import App
 from julia.core.logs import get_logger
-from julia.fila.queue import NewMessage, enqueue
+from julia.fila.queue import NewMessage, enqueue_many
 from julia.llm import client as llm_client
 from julia.llm.model import Model, ModelError, Request, Response, Usage, anthropic_model
 from julia.notify import alerts
@@ -260,16 +260,17 @@ async def _fallbacks_in_a_row(app: App, conversa_id: int) -> int:
     return count
 
 
+# One statement: the watermark's compare-and-set, who controls the conversation, and
+# whether a newer message from the doctor is waiting (the reply then gives way to it).
 _CAS = """
 UPDATE conversas SET agent_watermark = %(last)s,
     revisar = revisar OR %(revisar)s, updated_at = %(now)s
 WHERE id = %(c)s AND agent_watermark < %(last)s
-RETURNING controlled_by
-"""
-_NEWER = """
-SELECT 1 FROM mensagens_recebidas
-WHERE conversa_key = %s AND status = 'pendente' AND kind = 'mensagem' AND NOT from_me AND id > %s
-LIMIT 1
+RETURNING controlled_by, EXISTS (
+    SELECT 1 FROM mensagens_recebidas
+    WHERE conversa_key = %(k)s AND status = 'pendente' AND kind = 'mensagem' AND NOT from_me
+      AND id > %(last)s
+) AS newer
 """
 
 
@@ -287,8 +288,9 @@ async def _deliver(
     revisar = outcome.status == "fallback" or bool(outcome.guardrails)
     async with app.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
-            _CAS, {"last": inp.last_id, "revisar": revisar, "now": now, "c": inp.conversa_id}
-        )
+            _CAS, {"last": inp.last_id, "revisar": revisar, "now": now, "c": inp.conversa_id,
+                   "k": inp.conversa_key},
+        )  # fmt: skip
         row = await cur.fetchone()
         if row is None:
             outcome.status, outcome.motivo = "repetido", "turn already answered"
@@ -299,43 +301,75 @@ async def _deliver(
         if row is None or outcome.status == "humano":
             await _record(conn, app, inp, outcome, started)
             return
-        cur = await conn.execute(_NEWER, (inp.conversa_key, inp.last_id))
-        if await cur.fetchone() is not None and not acted:
+        if row["newer"] and not acted:
             log.info("agent.superseded", conversa_id=inp.conversa_id)
             raise Superseded()  # rolls the watermark back with the transaction
-        delay = app.settings.agent_message_delay_s
-        for n, part in enumerate(outcome.partes if queue_reply else []):
-            queued = await enqueue(
-                app,
-                NewMessage(texto=part, tipo="resposta", medico_id=inp.medico_id,
-                           conversa_id=inp.conversa_id, idempotency_key=f"agent:{inp.first_id}:{n}",
-                           agendar_para=now + timedelta(seconds=delay * n)),
-                conn=conn,
-            )  # fmt: skip
-            outcome.fila_ids.append(queued.id)
+        if queue_reply and outcome.partes:
+            await _queue(app, conn, inp, outcome, now)
         texts = outcome.partes or ([outcome.direct] if outcome.direct else [])
-        if texts:
-            await conn.execute(
-                "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,"
-                " created_at)"
-                " SELECT %s, %s, 'saida', 'texto', c, %s FROM unnest(%s::text[]) AS c",
-                (inp.conversa_id, inp.medico_id, now, texts),
-            )
-        await _record(conn, app, inp, outcome, started)
+        await _record(conn, app, inp, outcome, started, saida=texts, saida_at=now)
+
+
+async def _queue(app: App, conn: Any, inp: TurnInput, outcome: Outcome, now: datetime) -> None:
+    """The reply's parts in one insert, a short pause between them."""
+    delay = app.settings.agent_message_delay_s
+    keys = [f"agent:{inp.first_id}:{n}" for n in range(len(outcome.partes))]
+    queued = await enqueue_many(
+        app,
+        [NewMessage(texto=part, tipo="resposta", medico_id=inp.medico_id,
+                    conversa_id=inp.conversa_id, idempotency_key=key,
+                    agendar_para=now + timedelta(seconds=delay * n))
+         for n, (part, key) in enumerate(zip(outcome.partes, keys, strict=True))],
+        conn=conn,
+    )  # fmt: skip
+    if queued.duplicates == 0:
+        outcome.fila_ids.extend(queued.ids)
+        return
+    # A part already queued under its key: name the message that holds it, in part order.
+    cur = await conn.execute(
+        "SELECT id FROM fila_mensagens WHERE idempotency_key = ANY(%s)"
+        " ORDER BY array_position(%s, idempotency_key)",
+        (keys, keys),
+    )
+    outcome.fila_ids.extend(r["id"] for r in await cur.fetchall())
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-async def _record(conn: Any, app: App, inp: TurnInput, outcome: Outcome, started: float) -> None:
+# The turn's record and the reply's interactions (``saida``, maybe none) in one statement.
+_RECORD = """
+WITH saida AS (
+    INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo, created_at)
+    SELECT %(c)s, %(m)s, 'saida', 'texto', t, %(saida_at)s::timestamptz
+    FROM unnest(%(saida)s::text[]) AS t
+)
+INSERT INTO agent_turnos (conversa_id, medico_id, mensagens, status, texto, resposta,
+    tool_calls, guardrails, usage, motivo, duracao_ms, created_at)
+VALUES (%(c)s, %(m)s, %(mensagens)s, %(status)s, %(texto)s, %(resposta)s, %(tool_calls)s,
+    %(guardrails)s, %(usage)s, %(motivo)s, %(ms)s, %(now)s)
+"""
+
+
+async def _record(
+    conn: Any,
+    app: App,
+    inp: TurnInput,
+    outcome: Outcome,
+    started: float,
+    *,
+    saida: list[str] | None = None,
+    saida_at: datetime | None = None,
+) -> None:
     ms = int((time.perf_counter() - started) * 1000)
+    now = app.clock.now()
     await conn.execute(
-        "INSERT INTO agent_turnos (conversa_id, medico_id, mensagens, status, texto, resposta,"
-        " tool_calls, guardrails, usage, motivo, duracao_ms, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (inp.conversa_id, inp.medico_id, list(inp.mensagem_ids), outcome.status, inp.texto,
-         outcome.resposta, Jsonb(outcome.tool_calls, dumps=_dumps),
-         Jsonb(outcome.guardrails), Jsonb(outcome.usage.as_dict()), outcome.motivo, ms,
-         app.clock.now()),
+        _RECORD,
+        {"c": inp.conversa_id, "m": inp.medico_id, "mensagens": list(inp.mensagem_ids),
+         "status": outcome.status, "texto": inp.texto, "resposta": outcome.resposta,
+         "tool_calls": Jsonb(outcome.tool_calls, dumps=_dumps),
+         "guardrails": Jsonb(outcome.guardrails), "usage": Jsonb(outcome.usage.as_dict()),
+         "motivo": outcome.motivo, "ms": ms, "now": now, "saida": saida or [],
+         "saida_at": saida_at or now},
     )  # fmt: skip

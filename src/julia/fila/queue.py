@@ -211,7 +211,7 @@ WITH src AS (
     FROM src s
     LEFT JOIN medicos m1 ON m1.id = s.medico_id
     LEFT JOIN medicos m2 ON s.medico_id IS NULL AND m2.telefone = s.telefone
-)
+), ins AS (
 INSERT INTO fila_mensagens (medico_id, telefone, conversa_id, campanha_id, tipo, texto,
     prioridade, agendar_para, proxima_tentativa_em, status, outcome, motivo, max_tentativas,
     idempotency_key, created_at, updated_at, trace_id)
@@ -220,27 +220,34 @@ SELECT mid, tel, conversa_id, campanha_id, tipo, texto, prioridade, agendar_para
        CASE WHEN opted_out THEN 'BLOCKED_OPTOUT' END,
        CASE WHEN opted_out THEN 'the doctor had opted out when it was enqueued' END,
        max_tentativas, idempotency_key, %(now)s, %(now)s, trace_id
-FROM resolved ORDER BY ord
+FROM resolved
+-- a doctor named by id who does not exist: nothing is written (_insert says which)
+WHERE NOT EXISTS (SELECT 1 FROM resolved WHERE medico_id IS NOT NULL AND mid IS NULL)
+ORDER BY ord
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, status
+), notified AS (  -- the workers wake when it commits (one notice, whatever the rows)
+    SELECT pg_notify(%(channel)s, '') FROM ins WHERE status = 'pendente' LIMIT 1
+)
+SELECT ins.id, ins.status FROM ins LEFT JOIN notified ON true ORDER BY ins.id
 """
 
 
 async def _insert(
     conn: AsyncConnection[Any], rows: list[dict[str, Any]], now: datetime
 ) -> list[dict[str, Any]]:
+    """Insert (and notify the workers) in one round trip; the rows already there by
+    idempotency key are left out. A doctor id that does not exist rejects them all."""
+    params: dict[str, Any] = {k: [r[k] for r in rows] for k in rows[0]}
+    params["now"], params["channel"] = now, CHANNEL
+    cur = await conn.execute(_INSERT, params)
+    inserted = list(await cur.fetchall())
     medico_ids = sorted({r["medico_id"] for r in rows if r["medico_id"] is not None})
-    if medico_ids:
+    if len(inserted) < len(rows) and medico_ids:  # duplicates, or a doctor who is not there
         cur = await conn.execute("SELECT id FROM medicos WHERE id = ANY(%s)", (medico_ids,))
         missing = set(medico_ids) - {r["id"] for r in await cur.fetchall()}
         if missing:
             raise NotFound(f"no doctor with id {', '.join(map(str, sorted(missing)))}")
-    params: dict[str, Any] = {k: [r[k] for r in rows] for k in rows[0]}
-    params["now"] = now
-    cur = await conn.execute(_INSERT, params)
-    inserted = list(await cur.fetchall())
-    if any(r["status"] == Status.PENDENTE for r in inserted):
-        await conn.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
     return inserted
 
 

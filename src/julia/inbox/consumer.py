@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -200,12 +200,37 @@ async def _release(app: App, key: str, worker_id: str) -> None:
         )
 
 
-_TURNO = """
-INSERT INTO inbox_turnos (conversa_key, medico_id, conversa_id, mensagens, texto, status,
-    responder_apos, parado_por, motivo, resposta, processors, detalhes, worker_id, created_at,
-    trace_id)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-RETURNING id
+# The turn finished in one statement: our lease given up (none left means another consumer
+# took the conversation: nothing else is written), the turn recorded, its messages marked
+# processed, and, once the doctor and conversation are known, the burst kept as interactions.
+_FINISH = """
+WITH lease AS (
+    DELETE FROM inbox_leases WHERE conversa_key = %(k)s AND worker_id = %(w)s RETURNING 1
+), turno AS (
+    INSERT INTO inbox_turnos (conversa_key, medico_id, conversa_id, mensagens, texto, status,
+        responder_apos, parado_por, motivo, resposta, processors, detalhes, worker_id,
+        created_at, trace_id)
+    SELECT %(k)s::text, %(m)s::bigint, %(c)s::bigint, %(ids)s::bigint[], %(texto)s::text,
+        %(status)s::text, %(apos)s::timestamptz, %(parado)s::text, %(motivo)s::text,
+        %(resposta)s::text, %(ran)s::text[], %(detalhes)s::jsonb, %(w)s::text,
+        %(now)s::timestamptz, %(trace)s::text
+    WHERE EXISTS (SELECT 1 FROM lease)
+    RETURNING id
+), marked AS (
+    UPDATE mensagens_recebidas r SET status = 'processada', status_motivo = %(status_motivo)s,
+        turno_id = turno.id, attempts = r.attempts + 1, next_attempt_at = NULL,
+        updated_at = %(now)s
+    FROM turno WHERE r.id = ANY(%(ids)s) AND r.status = 'pendente'
+), kept AS (
+    INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,
+        provider_message_id, created_at)
+    SELECT %(c)s::bigint, %(m)s::bigint, u.d, u.t, u.x, u.p, u.r
+    FROM turno, unnest(%(dirs)s::text[], %(tipos)s::text[], %(textos)s::text[],
+        %(pids)s::text[], %(ats)s::timestamptz[]) WITH ORDINALITY AS u(d, t, x, p, r, n)
+    WHERE %(c)s::bigint IS NOT NULL AND %(m)s::bigint IS NOT NULL
+    ORDER BY u.n
+)
+SELECT id FROM turno
 """
 
 
@@ -215,32 +240,26 @@ async def _finish(
     ctx = result.ctx
     now = app.clock.now()
     detalhes = {**ctx.detalhes, "flags": sorted(ctx.flags)}
-    async with app.pool.connection() as conn, conn.transaction():
+    ms = ctx.mensagens
+    async with app.pool.connection() as conn:
         cur = await conn.execute(
-            "DELETE FROM inbox_leases WHERE conversa_key = %s AND worker_id = %s RETURNING 1",
-            (key, worker_id),
-        )
-        if await cur.fetchone() is None:
-            # Our lease expired and another consumer took the conversation: it will
-            # process these messages; recording ours too would make two turns.
-            log.warning("inbox.lease_lost", worker_id=worker_id, mensagens=len(ids))
-            raise _LeaseLost()
-        cur = await conn.execute(
-            _TURNO,
-            (key, ctx.medico_id, ctx.conversa_id, list(ids), ctx.texto, result.status,
-             ctx.responder_apos, result.parado_por, result.motivo, ctx.resposta,
-             list(result.ran), Jsonb(_jsonable(detalhes)), worker_id, now, logs.trace_id_var.get()),
+            _FINISH,
+            {"k": key, "w": worker_id, "m": ctx.medico_id, "c": ctx.conversa_id,
+             "ids": list(ids), "texto": ctx.texto, "status": result.status,
+             "apos": ctx.responder_apos, "parado": result.parado_por, "motivo": result.motivo,
+             "resposta": ctx.resposta, "ran": list(result.ran),
+             "detalhes": Jsonb(_jsonable(detalhes)), "now": now,
+             "trace": logs.trace_id_var.get(), "status_motivo": result.motivo or result.status,
+             "dirs": ["saida" if m.from_me else "entrada" for m in ms],
+             "tipos": [m.tipo for m in ms], "textos": [m.texto or "" for m in ms],
+             "pids": [m.provider_message_id for m in ms], "ats": [m.received_at for m in ms]},
         )  # fmt: skip
         turno = await cur.fetchone()
-        assert turno is not None
-        await conn.execute(
-            "UPDATE mensagens_recebidas SET status = 'processada', status_motivo = %s,"
-            " turno_id = %s, attempts = attempts + 1, next_attempt_at = NULL, updated_at = %s"
-            " WHERE id = ANY(%s) AND status = 'pendente'",
-            (result.motivo or result.status, turno["id"], now, list(ids)),
-        )
-        if ctx.conversa_id is not None and ctx.medico_id is not None:
-            await _record_interactions(conn, ctx, now)
+    if turno is None:
+        # Our lease expired and another consumer took the conversation: it will
+        # process these messages; recording ours too would make two turns.
+        log.warning("inbox.lease_lost", worker_id=worker_id, mensagens=len(ids))
+        raise _LeaseLost()
     log.info(
         "inbox.turn",
         turno_id=turno["id"],
@@ -249,24 +268,6 @@ async def _finish(
         parado_por=result.parado_por,
     )
     return Turn(key, ids, turno["id"], result.status, result.parado_por, result.motivo)
-
-
-async def _record_interactions(conn: Any, ctx: TurnContext, now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO interacoes (conversa_id, medico_id, direcao, tipo, conteudo,"
-        " provider_message_id, created_at)"
-        " SELECT %s, %s, d, t, c, p, r FROM unnest(%s::text[], %s::text[], %s::text[],"
-        " %s::text[], %s::timestamptz[]) AS u(d, t, c, p, r)",
-        (
-            ctx.conversa_id,
-            ctx.medico_id,
-            ["saida" if m.from_me else "entrada" for m in ctx.mensagens],
-            [m.tipo for m in ctx.mensagens],
-            [m.texto or "" for m in ctx.mensagens],
-            [m.provider_message_id for m in ctx.mensagens],
-            [m.received_at for m in ctx.mensagens],
-        ),
-    )
 
 
 def _jsonable(value: Any) -> Any:

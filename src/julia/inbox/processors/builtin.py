@@ -37,12 +37,20 @@ log = get_logger(__name__)
 
 async def _event(app: App, ctx: TurnContext, tipo: str, props: dict[str, Any]) -> None:
     """One business event per turn and type (the turn's first message id dedupes retries)."""
+    await _events(app, ctx, [(tipo, props)])
+
+
+async def _events(app: App, ctx: TurnContext, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Several of the turn's business events in one insert (each deduped as in _event)."""
     async with app.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO business_events (tipo, medico_id, props, dedupe_key, created_at)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING",
-            (tipo, ctx.medico_id, Jsonb(props), f"inbox:{ctx.mensagens[0].id}:{tipo}",
-             app.clock.now()),
+            " SELECT e.tipo, %s::bigint, e.props, e.dedupe_key, %s::timestamptz"
+            " FROM unnest(%s::text[], %s::jsonb[], %s::text[]) WITH ORDINALITY"
+            " AS e(tipo, props, dedupe_key, n) ORDER BY e.n ON CONFLICT (dedupe_key) DO NOTHING",
+            (ctx.medico_id, app.clock.now(), [t for t, _ in events],
+             [Jsonb(p) for _, p in events],
+             [f"inbox:{ctx.mensagens[0].id}:{t}" for t, _ in events]),
         )  # fmt: skip
 
 
@@ -105,27 +113,31 @@ class Presence:
         return proceed(ctx.note(presence="sent"))
 
 
-_MEDICO = """
-WITH ins AS (
+# The doctor (created as a lead when unknown) and the active conversation (created, or
+# its last_message_at moved), one statement.
+_ENTITIES = """
+WITH mi AS (
     INSERT INTO medicos (telefone, nome, tags, created_at, updated_at)
     VALUES (%(t)s, %(nome)s, ARRAY['lead'], %(now)s, %(now)s)
     ON CONFLICT (telefone) DO NOTHING
     RETURNING id, nome, opted_out, true AS novo
-)
-SELECT * FROM ins
-UNION ALL SELECT id, nome, opted_out, false FROM medicos WHERE telefone = %(t)s
-LIMIT 1
-"""
-_CONVERSA = """
-WITH ins AS (
+), m AS (
+    SELECT * FROM mi
+    UNION ALL SELECT id, nome, opted_out, false FROM medicos WHERE telefone = %(t)s
+    LIMIT 1
+), ci AS (
     INSERT INTO conversas (medico_id, status, last_message_at, created_at, updated_at)
-    VALUES (%(m)s, 'ativa', %(now)s, %(now)s, %(now)s)
+    SELECT id, 'ativa', %(now)s, %(now)s, %(now)s FROM m
     ON CONFLICT (medico_id) WHERE status = 'ativa' DO NOTHING
     RETURNING id, controlled_by
+), cu AS (
+    UPDATE conversas c SET last_message_at = %(now)s FROM m
+    WHERE c.medico_id = m.id AND c.status = 'ativa' AND NOT EXISTS (SELECT 1 FROM ci)
+    RETURNING c.id, c.controlled_by
+), c AS (
+    SELECT * FROM ci UNION ALL SELECT * FROM cu LIMIT 1
 )
-SELECT * FROM ins
-UNION ALL SELECT id, controlled_by FROM conversas WHERE medico_id = %(m)s AND status = 'ativa'
-LIMIT 1
+SELECT m.id, m.nome, m.opted_out, m.novo, c.id AS conversa_id, c.controlled_by FROM m, c
 """
 
 
@@ -142,26 +154,30 @@ class LoadEntities:
             return halt(ctx, "not a Brazilian number")
         nome = next((m.push_name for m in ctx.from_doctor if m.push_name), None) or "Lead"
         now = app.clock.now()
-        async with app.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_MEDICO, {"t": telefone, "nome": nome, "now": now})
-            medico = await cur.fetchone()
-            assert medico is not None
-            cur = await conn.execute(_CONVERSA, {"m": medico["id"], "now": now})
-            conversa = await cur.fetchone()
-            assert conversa is not None
-            await conn.execute(
-                "UPDATE conversas SET last_message_at = %s WHERE id = %s", (now, conversa["id"])
-            )
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(_ENTITIES, {"t": telefone, "nome": nome, "now": now})
+            row = await cur.fetchone()
+            assert row is not None
         return proceed(
             ctx.with_(
-                medico_id=medico["id"],
-                medico_nome=medico["nome"],
-                medico_novo=medico["novo"],
-                opted_out=medico["opted_out"],
-                conversa_id=conversa["id"],
-                controlled_by=conversa["controlled_by"],
+                medico_id=row["id"],
+                medico_nome=row["nome"],
+                medico_novo=row["novo"],
+                opted_out=row["opted_out"],
+                conversa_id=row["conversa_id"],
+                controlled_by=row["controlled_by"],
             )
         )
+
+
+# The chip of the instance, and the conversation moved onto it (one statement).
+_CHIP = """
+WITH chip AS (SELECT id FROM chips WHERE instance = %(i)s), moved AS (
+    UPDATE conversas c SET chip_id = chip.id FROM chip
+    WHERE c.id = %(c)s::bigint AND c.chip_id IS DISTINCT FROM chip.id
+)
+SELECT id FROM chip
+"""
 
 
 class ChipMapping:
@@ -174,16 +190,8 @@ class ChipMapping:
             return proceed(ctx)
         try:
             async with app.pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT id FROM chips WHERE instance = %s", (ctx.instance,)
-                )
+                cur = await conn.execute(_CHIP, {"i": ctx.instance, "c": ctx.conversa_id})
                 chip = await cur.fetchone()
-                if chip is not None and ctx.conversa_id is not None:
-                    await conn.execute(
-                        "UPDATE conversas SET chip_id = %s WHERE id = %s"
-                        " AND chip_id IS DISTINCT FROM %s",
-                        (chip["id"], ctx.conversa_id, chip["id"]),
-                    )
         except psycopg.errors.UndefinedTable:  # the chips capability is not installed
             return proceed(ctx.note(chip_instance=ctx.instance))
         return proceed(
@@ -200,9 +208,10 @@ class BusinessEvents:
         if ctx.from_doctor and ctx.medico_id is not None:
             props = {"mensagens": len(ctx.from_doctor), "provider": ctx.provider,
                      "instance": ctx.instance, "tipos": ctx.detalhes.get("tipos", [])}  # fmt: skip
-            await _event(app, ctx, "mensagem_recebida", props)
+            events = [("mensagem_recebida", props)]
             if ctx.medico_novo:
-                await _event(app, ctx, "lead_criado", {"origem": "inbound"})
+                events.append(("lead_criado", {"origem": "inbound"}))
+            await _events(app, ctx, events)
         return proceed(ctx)
 
 
