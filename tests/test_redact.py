@@ -104,3 +104,12 @@ def test_error_messages_are_masked() -> None:
 
     err = JuliaError("gateway said: number 5511987654321 does not exist (apikey=abcdef12345)")
     assert "987654321" not in str(err) and "abcdef12345" not in err.message
+
+
+def test_digits_inside_a_hex_id_are_not_a_phone() -> None:
+    from julia.core.redact import mask_text
+
+    assert mask_text("trace 412681234567b45e8 ok") == "trace 412681234567b45e8 ok"
+    assert mask_text("trace b45e84126812345678 ok") == "trace b45e84126812345678 ok"
+    assert "99999" not in mask_text("to 5511999998888@s.whatsapp.net")
+    assert "99999" not in mask_text("phone=5511999998888, sent")

@@ -47,10 +47,11 @@ def mask_url(url: str | None) -> str:
 
 
 #: A phone: 10-15 digits in a row (E.164, a JID's user part), or a written national form
-#: ("(11) 99999-8888", "+55 11 99999 8888"). Not inside a word or a longer number.
+#: ("(11) 99999-8888", "+55 11 99999 8888"). Not inside a word, a longer number or a hex
+#: id (a trace id's digits are not a phone).
 _PHONE = re.compile(
-    r"(?<![\w])\+?[0-9]{10,15}(?![0-9])"
-    r"|(?<![\w])(?:\+?55[\s.-]?)?\(?[0-9]{2}\)?[\s.-]?9?[0-9]{4}[\s.-][0-9]{4}(?![0-9])"
+    r"(?<![\w])\+?[0-9]{10,15}(?![\w])"
+    r"|(?<![\w])(?:\+?55[\s.-]?)?\(?[0-9]{2}\)?[\s.-]?9?[0-9]{4}[\s.-][0-9]{4}(?![\w])"
 )
 _SECRETS = (
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{6,}"), r"\1****"),
