@@ -26,7 +26,7 @@ fault), and a send that may have gone out (``maybe_sent``: the queue reconciles)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -165,6 +165,25 @@ async def choose(
         app, tipo=tipos.rate_class(m.tipo), telefone=m.telefone, chip_id=cs.chip_key
     )
     return replace(cs, decision=decision)
+
+
+async def choose_batch(app: App, ms: Sequence[Message]) -> list[ChipSend | NoChipAvailable]:
+    """:func:`choose` for a claimed batch, in order, with the same choices: the pool
+    selects the whole batch at once (:func:`selection.select_batch`); a message no chip
+    may send now gets its :class:`NoChipAvailable` (returned, not raised)."""
+    if not ms:
+        return []
+    if not await chips_present(app):
+        return [await choose(app, m) for m in ms]
+    reqs = [selection.Request(m.tipo, m.telefone, m.medico_id, m.conversa_id, m.id) for m in ms]
+    out: list[ChipSend | NoChipAvailable] = []
+    for sel in await selection.select_batch(app, reqs):
+        if isinstance(sel, NoChipAvailable):
+            out.append(sel)
+        else:
+            gateway = await _gateway(app, sel.chip)
+            out.append(ChipSend(gateway, sel.chip.instance, sel.decision, sel.chip, sel))
+    return out
 
 
 def implicit(app: App) -> ChipSend:

@@ -73,11 +73,22 @@ async def route_for(app: App, message: Mensagem) -> Route:
     try:
         return await chip_sending.choose(app, message)
     except NoChipAvailable as exc:
-        denied = Decision(
-            False, "chips", exc.details.get("limit") or "chips",
-            exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
-        )  # fmt: skip
-        return replace(chip_sending.implicit(app), instance="", decision=denied)
+        return _no_chip(app, exc)
+
+
+async def routes_for(app: App, messages: Sequence[Mensagem]) -> list[Route]:
+    """:func:`route_for` of each message of a batch, in order, the pool selecting the
+    whole batch at once (the same choices as one by one)."""
+    chosen = await chip_sending.choose_batch(app, messages)
+    return [_no_chip(app, c) if isinstance(c, NoChipAvailable) else c for c in chosen]
+
+
+def _no_chip(app: App, exc: NoChipAvailable) -> Route:
+    denied = Decision(
+        False, "chips", exc.details.get("limit") or "chips",
+        exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
+    )  # fmt: skip
+    return replace(chip_sending.implicit(app), instance="", decision=denied)
 
 
 async def gateway_for_instance(app: App, instance: str) -> Gateway:
@@ -430,8 +441,7 @@ async def _run_batch(
     # 2-3. route and rate limits (reserved with the route)
     routes: dict[int, Route] = {}
     allowed: list[Mensagem] = []
-    for m in todo:
-        route = await route_for(app, m)
+    for m, route in zip(todo, await routes_for(app, todo), strict=True):
         decision = route.decision
         if decision.allowed:
             routes[m.id] = route
