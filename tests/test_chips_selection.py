@@ -215,7 +215,9 @@ async def test_the_scaled_limits_are_reserved_atomically(rl_app: App, clock: Fro
     assert {u.limit: u.used for u in st.usage}["chip_hourly"] == 2
 
 
-async def test_a_batch_gets_the_choices_one_by_one_selection_would(rl_app: App) -> None:
+async def test_a_batch_gets_the_choices_one_by_one_selection_would(
+    rl_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Affinity, a conversation's chip, every type, a chip whose burst is spent and one
     whose breaker is open: the batch chooses exactly as one select() per message does."""
     app = rl_app
@@ -260,6 +262,8 @@ async def test_a_batch_gets_the_choices_one_by_one_selection_would(rl_app: App) 
     logged = await _exec(app, "SELECT mensagem_id, chosen_chip FROM chip_selection_log"
                               " ORDER BY id")  # fmt: skip
     await undo(batch)
+    # one by one as before batches: each candidate's slots taken by its own ratelimit.take
+    monkeypatch.setattr(ratelimit, "take_ranked", _one_at_a_time)
     one_by_one: list[selection.Selection | NoChipAvailable] = []
     for r in reqs:
         try:
@@ -281,3 +285,7 @@ async def test_a_batch_gets_the_choices_one_by_one_selection_would(rl_app: App) 
     )
     why = {c["id"]: c["why"] for c in seen(batch[2])[4]}
     assert why[c85.id].startswith("rate limit chip_burst") and why[c95.id] == "circuit forced_open"
+
+
+async def _one_at_a_time(app: App, takes: list[Any], *_: Any) -> list[None]:
+    return [None] * len(takes)  # the caller takes each candidate's slots on its own

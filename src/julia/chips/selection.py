@@ -321,11 +321,22 @@ async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection 
     chips = await _candidates(app, requests, now)
     conv_chips = await _conversation_chips(app, requests)
     circuits = await _circuits(app, [b.chip.id for b in chips], now) if chips else {}
+    plans = [_plan(app, r, i, chips, conv_chips[i], circuits, now) for i, r in enumerate(requests)]
+    ranked = await ratelimit.take_ranked(
+        app, [ratelimit.RankedTake(tipos.rate_class(r.tipo), r.telefone, [
+            (str(c.chip.id), (int(c.chip.id != conv), -c.afinidade, -c.chip.trust_score, c.chip.id))
+            for c in plan.passing if circuits[c.chip.id] not in _REFUSING
+        ]) for r, conv, plan in zip(requests, conv_chips, plans, strict=True)],
+        {str(b.chip.id): (b.sent_24h, *_limits(app, b.chip)) for b in chips},
+    )  # fmt: skip
+    used = {b.chip.id: b for b in chips}
     choices = []
-    for i, req in enumerate(requests):
-        choice = await _choose(app, req, i, chips, conv_chips[i], circuits, now)
+    for req, conv, plan, attempts in zip(requests, conv_chips, plans, ranked, strict=True):
+        for c in plan.candidates:  # the use this far into the batch
+            c.sent_24h = used[c.chip.id].sent_24h
+        choice = await _choose(app, req, conv, plan, circuits, attempts)
         if choice.chosen is not None:  # its pending selection counts as use of the chip
-            next(b for b in chips if b.chip.id == choice.chosen.chip.id).sent_24h += 1
+            used[choice.chosen.chip.id].sent_24h += 1
         choices.append(choice)
     log_ids = await _log_many(app, choices, now)
     return [
@@ -333,52 +344,83 @@ async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection 
     ]
 
 
-async def _choose(
+_REFUSING = ("open", "forced_open")
+
+
+def _limits(app: App, chip: pool.Chip) -> tuple[int, int]:
+    lim = chip.limits(app)  # level × warming × recovery, enforced atomically
+    return lim.hourly, lim.daily
+
+
+@dataclass
+class _Plan:
+    candidates: list[Candidate]
+    emergency: bool
+    threshold: int
+    passing: list[Candidate]  # through the filters (breakers aside)
+
+
+def _plan(
     app: App, req: Request, i: int, chips: list[_PoolChip], conv_chip: int | None,
     circuits: dict[int, str], now: datetime,
-) -> _Choice:  # fmt: skip
-    tipo = req.tipo
-    normal = threshold_for(tipo, app)
+) -> _Plan:  # fmt: skip
+    """Emergency or not, the threshold, and the chips through the filters: emergency only
+    when no chip qualifies with its breaker letting through (not when all are busy), which
+    the rate limits do not change."""
     candidates = [
         Candidate(b.chip, b.afinidades[i], b.sent_24h, b.proactive_1h, b.proactive_24h)
         for b in chips
     ]
-    emergency = False
-    threshold = normal
-    chosen: Candidate | None = None
-    decision: ratelimit.Decision | None = None
-    denials: list[ratelimit.Decision] = []
+    normal = threshold_for(req.tipo, app)
     for mode in (False, True):
         emergency, threshold = mode, max(0, normal - app.settings.chip_emergency_drop * mode)
         passing = []
         for c in candidates:
             c.why = _filter(
-                app, c, tipo=tipo, threshold=threshold, emergency=emergency,
+                app, c, tipo=req.tipo, threshold=threshold, emergency=emergency,
                 exclude=req.exclude, now=now, avoid=req.avoid,
             ) or "eligible"  # fmt: skip
             if c.why == "eligible":
                 passing.append(c)
-        passing.sort(key=lambda c: _rank(c, conv_chip))
-        any_usable = False
-        for c in passing:  # in preference order
-            if not _circuit_lets_through(c, circuits):
-                continue
-            any_usable = True
-            lim = c.chip.limits(app)  # level × warming × recovery, enforced atomically
-            d = await ratelimit.take(
-                app, tipo=tipos.rate_class(tipo), telefone=req.telefone,
-                chip_id=c.chip.id, chip_limits=(lim.hourly, lim.daily),
-            )  # fmt: skip
-            if d.allowed:
-                chosen, decision = c, d
-                break
-            c.why = f"rate limit {d.limit}: {d.reason}"
-            denials.append(d)
-            if d.limit in NOT_CHIP_LIMITS:
-                break  # the same for every chip
-        if any_usable:  # emergency only when no chip qualifies, not when all are busy
+        if any(circuits[c.chip.id] not in _REFUSING for c in passing):
             break
-    return _Choice(req, candidates, conv_chip, emergency, threshold, chosen, decision, denials)
+        for c in passing:  # every one read, none lets through: so the log shows them
+            c.circuit = circuits[c.chip.id]
+    return _Plan(candidates, emergency, threshold, passing)
+
+
+async def _choose(
+    app: App, req: Request, conv_chip: int | None, plan: _Plan, circuits: dict[int, str],
+    attempts: list[ratelimit.Attempt] | None,
+) -> _Choice:  # fmt: skip
+    """Walk the ranking: breakers, then the rate limits (decided for the batch in
+    ``attempts``; None: taken here, one chip at a time)."""
+    chosen: Candidate | None = None
+    decision: ratelimit.Decision | None = None
+    denials: list[ratelimit.Decision] = []
+    tries = iter(attempts or ())
+    for c in sorted(plan.passing, key=lambda c: _rank(c, conv_chip)):  # in preference order
+        if not _circuit_lets_through(c, circuits):
+            continue
+        if attempts is None:
+            lo, hi = _limits(app, c.chip)
+            d = await ratelimit.take(
+                app, tipo=tipos.rate_class(req.tipo), telefone=req.telefone,
+                chip_id=c.chip.id, chip_limits=(lo, hi),
+            )  # fmt: skip
+        else:
+            chip, d = next(tries)
+            assert chip in (None, str(c.chip.id)), (chip, c.chip.id)  # the same ranking
+        if d.allowed:
+            chosen, decision = c, d
+            break
+        c.why = f"rate limit {d.limit}: {d.reason}"
+        denials.append(d)
+        if d.limit in NOT_CHIP_LIMITS:
+            break  # the same for every chip
+    return _Choice(
+        req, plan.candidates, conv_chip, plan.emergency, plan.threshold, chosen, decision, denials
+    )
 
 
 def _motivo(ch: _Choice) -> str:
