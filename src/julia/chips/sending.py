@@ -27,7 +27,7 @@ fault), and a send that may have gone out (``maybe_sent``: the queue reconciles)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -49,7 +49,7 @@ from julia.core.logs import get_logger
 from julia.gateways import registry
 from julia.gateways.base import Gateway, SendResult
 from julia.resilience import ratelimit
-from julia.resilience.breaker import breakers
+from julia.resilience.breaker import breakers, guard_all
 
 log = get_logger(__name__)
 
@@ -194,11 +194,12 @@ def implicit(app: App) -> ChipSend:
 
 @asynccontextmanager
 async def _breakers(app: App, cs: ChipSend) -> AsyncIterator[None]:
-    """The send's breakers, outermost first (:attr:`ChipSend.breakers`)."""
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(breakers(app).get(cs.gateway.provider).guard())
-        if cs.chip is not None:  # with the chip threshold, not the service default
-            await stack.enter_async_context(chip_breaker(app, cs.chip.id).guard())
+    """The send's breakers, outermost first (:attr:`ChipSend.breakers`), acquired in one
+    round trip and their outcome recorded in one."""
+    items = [breakers(app).get(cs.gateway.provider)]
+    if cs.chip is not None:  # with the chip threshold, not the service default
+        items.append(chip_breaker(app, cs.chip.id))
+    async with guard_all(app, items):
         yield
 
 
