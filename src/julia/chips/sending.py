@@ -173,8 +173,18 @@ async def choose_batch(app: App, ms: Sequence[Message]) -> list[ChipSend | NoChi
     may send now gets its :class:`NoChipAvailable` (returned, not raised)."""
     if not ms:
         return []
-    if not await chips_present(app):
-        return [await choose(app, m) for m in ms]
+    if not await chips_present(app):  # the implicit chip: the batch's slots in one call
+        cs = implicit(app)
+        lim = ratelimit.Limits.of(app)
+        ranked = await ratelimit.take_ranked(
+            app, [ratelimit.RankedTake(tipos.rate_class(m.tipo), m.telefone,
+                                       [(cs.chip_key, (0, 0, 0, 0))]) for m in ms],
+            {cs.chip_key: (0, lim.chip_hourly, lim.chip_daily)},
+        )  # fmt: skip
+        return [
+            replace(cs, decision=attempts[-1][1]) if attempts else await choose(app, m)
+            for m, attempts in zip(ms, ranked, strict=True)
+        ]
     reqs = [selection.Request(m.tipo, m.telefone, m.medico_id, m.conversa_id, m.id) for m in ms]
     out: list[ChipSend | NoChipAvailable] = []
     for sel in await selection.select_batch(app, reqs):
