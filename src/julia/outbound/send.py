@@ -300,14 +300,16 @@ def _failure(m: Mensagem, exc: BaseException) -> tuple[Status, Outcome, str]:
 
 
 async def _send_one(
-    app: App, m: Mensagem, route: Route, rng: random.Random | None
-) -> tuple[Result, SendOutcome]:
+    app: App, m: Mensagem, route: Route, rng: random.Random | None,
+    sent_on_chips: list[chip_sending.Sent] | None = None,
+) -> tuple[Result, SendOutcome]:  # fmt: skip
     started = time.monotonic()
     error: BaseException | None = None
     try:  # the pool sends (a registered chip falls back to the next ones)
         sent, route = await chip_sending.send(
             app, m, route, mark_started=lambda c: queue.mark_send_started(
                 app, m.lease_owner or "", {m.id: (c.instance, c.chip_id)}),
+            sent=sent_on_chips,
         )  # fmt: skip
     except CircuitOpen as exc:
         retry_at = exc.retry_at or app.clock.now() + timedelta(
@@ -495,7 +497,7 @@ async def _run_batch(
                     result = blocked_optout(m)
                     outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
                 else:
-                    result, outcome = await _send_one(app, m, route, rng)
+                    result, outcome = await _send_one(app, m, route, rng, sent_on_chips)
             except _NotChecked as exc:  # the check could not run: not sent, tried again later
                 result = _unfinished(m, exc.__cause__ or exc, False, now)
                 outcome = SendOutcome(m, route, result.status, result.outcome, exc, None)
@@ -508,7 +510,14 @@ async def _run_batch(
         results[m.id] = result
         outcomes.append(outcome)
 
-    await asyncio.gather(*(one(m) for m in sendable if m.id in started))
+    sent_on_chips: list[chip_sending.Sent] = []  # their events, in one statement after
+    try:
+        await asyncio.gather(*(one(m) for m in sendable if m.id in started))
+    finally:
+        try:  # shielded: a cancelled worker still records what its chips sent
+            await asyncio.shield(chip_sending.record_sent(app, sent_on_chips))
+        except Exception as exc:  # statistics: the sends themselves are recorded by finish
+            log.error("chips.sent_not_recorded", error=str(exc), count=len(sent_on_chips))
 
 
 def _maybe_sent(error: BaseException | None) -> bool:
