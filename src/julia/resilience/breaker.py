@@ -554,6 +554,9 @@ async def _run_many(app: App, calls: Sequence[tuple[Breaker, str, str, int, str]
     """``Breaker._run`` of several breakers in one Redis round trip (a pipeline; each
     script call is atomic on its own, as when run one by one). Redis down: each one's
     local state, as ``_run``."""
+    if len(calls) == 1:  # one breaker (the implicit chip's send): no pipeline to pay for
+        b, op, arg1, arg2, arg3 = calls[0]
+        return [await b._run(op, arg1, arg2, arg3)]
     now = app.clock.now()
     health = redis_health(app)
     if health.usable(now):
