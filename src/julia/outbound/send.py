@@ -5,7 +5,8 @@ For each batch, in order:
 1. **guardrails** (at send time, :func:`julia.guardrails.rules.at_send`): opt-out or erasure →
    ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL
    (the opt-out is checked again right before each gateway call, :func:`guards.may_still_send`);
-2-3. **route and rate limits** (:func:`route_for`): the chip that sends it — with no chip
+2-3. **route and rate limits** (:func:`routes_for`, the whole batch at once; :func:`route_for`
+   for one): the chip that sends it — with no chip
    registered, the default instance as the pool's one implicit chip — and its rate-limit
    slots, reserved in that one place; a denial reschedules the message to when the limit
    frees up, without spending an attempt;
