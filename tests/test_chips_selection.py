@@ -12,10 +12,12 @@ import pytest
 from pydantic import SecretStr
 
 from julia.chips import health, lifecycle, pool, selection, trust
+from julia.core import audit
 from julia.core.app import App
 from julia.core.clock import FrozenClock
 from julia.core.errors import NoChipAvailable
 from julia.resilience import ratelimit
+from julia.resilience.breaker import breakers
 from julia.settings import Settings
 
 DOCTOR = "+5511977700001"
@@ -211,3 +213,79 @@ async def test_the_scaled_limits_are_reserved_atomically(rl_app: App, clock: Fro
     assert len(chosen) == 2 and len(refused) == 4  # 10 % of 20 per hour
     st = await ratelimit.status(app, chip_id=chip.id)
     assert {u.limit: u.used for u in st.usage}["chip_hourly"] == 2
+
+
+async def test_a_batch_gets_the_choices_one_by_one_selection_would(
+    rl_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Affinity, a conversation's chip, every type, a chip whose burst is spent and one
+    whose breaker is open: the batch chooses exactly as one select() per message does."""
+    app = rl_app
+    c90, c85, c70, c95 = await _chips(app, 90, 85, 70, 95)
+    await breakers(app).get(f"chip:{c95.id}").force("forced_open", "test", audit.Actor("ana"))
+    for i in range(app.settings.rate_limit_chip_burst):  # c85's burst window is full
+        d = await ratelimit.take(app, tipo="resposta", telefone=f"+551198880{i:04d}",
+                                 chip_id=c85.id)  # fmt: skip
+        assert d.allowed
+    med = [(await _exec(app, "INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr')"
+                             " RETURNING id", tel))[0]["id"]
+           for tel in ("+5511977700101", "+5511977700102")]  # fmt: skip
+    await _exec(app, "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas,"
+                     " last_at) VALUES (%s, %s, 5, 3, now())", med[0], c70.id)  # fmt: skip
+    conversa = (await _exec(app, "INSERT INTO conversas (medico_id, chip_id) VALUES (%s, %s)"
+                                 " RETURNING id", med[1], c85.id))[0]["id"]  # fmt: skip
+    reqs = [
+        selection.Request("prospeccao", "+5511977700201", mensagem_id=1),
+        selection.Request("resposta", "+5511977700101", medico_id=med[0], mensagem_id=2),
+        selection.Request("resposta", "+5511977700102", med[1], conversa, mensagem_id=3),
+        selection.Request("followup", "+5511977700202", mensagem_id=4),
+        selection.Request("campanha", "+5511977700203", mensagem_id=5),
+        selection.Request("resposta", "+5511977700204", mensagem_id=6),
+        selection.Request("resposta", "+5511977700205", mensagem_id=7),
+        selection.Request("prospeccao", "+5511977700201", mensagem_id=8),
+        selection.Request("followup", "+5511977700101", medico_id=med[0], mensagem_id=9),
+    ]
+
+    def seen(found: selection.Selection | NoChipAvailable) -> tuple[Any, ...]:
+        if isinstance(found, NoChipAvailable):
+            return ("none", str(found), found.details)
+        return (found.chip.id, found.motivo, found.emergency, found.threshold,
+                found.candidates, found.decision.allowed)  # fmt: skip
+
+    async def undo(found: list[selection.Selection | NoChipAvailable]) -> None:
+        for f in found:  # the slots back and the pending selections gone: as before
+            if isinstance(f, selection.Selection):
+                await ratelimit.give_back(app, f.decision.ticket)
+        await _exec(app, "DELETE FROM chip_selection_log")
+
+    batch = await selection.select_batch(app, reqs)
+    logged = await _exec(app, "SELECT mensagem_id, chosen_chip FROM chip_selection_log"
+                              " ORDER BY id")  # fmt: skip
+    await undo(batch)
+    # one by one as before batches: each candidate's slots taken by its own ratelimit.take
+    monkeypatch.setattr(ratelimit, "take_ranked", _one_at_a_time)
+    one_by_one: list[selection.Selection | NoChipAvailable] = []
+    for r in reqs:
+        try:
+            one_by_one.append(await selection.select(
+                app, tipo=r.tipo, telefone=r.telefone, medico_id=r.medico_id,
+                conversa_id=r.conversa_id, mensagem_id=r.mensagem_id,
+            ))  # fmt: skip
+        except NoChipAvailable as exc:
+            one_by_one.append(exc)
+    assert [seen(f) for f in batch] == [seen(f) for f in one_by_one]
+    chosen = [f.chip.id if isinstance(f, selection.Selection) else None for f in batch]
+    # the mix is real: affinity, the conversation's chip, spreading, and a refusal
+    assert chosen[1] == c70.id and chosen[2] != c85.id  # c85 spent: not even for its conversation
+    assert c85.id not in chosen and c95.id not in chosen
+    assert {c90.id, c70.id} <= set(chosen)
+    assert chosen[3] != chosen[5] or chosen[5] != chosen[6]  # least used spreads the batch
+    assert [(r["mensagem_id"], r["chosen_chip"]) for r in logged] == list(
+        zip(range(1, 10), chosen, strict=True)
+    )
+    why = {c["id"]: c["why"] for c in seen(batch[2])[4]}
+    assert why[c85.id].startswith("rate limit chip_burst") and why[c95.id] == "circuit forced_open"
+
+
+async def _one_at_a_time(app: App, takes: list[Any], *_: Any) -> list[None]:
+    return [None] * len(takes)  # the caller takes each candidate's slots on its own

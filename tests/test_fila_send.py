@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from julia.chips import pool
 from julia.core import audit
 from julia.core.app import App
 from julia.core.clock import FrozenClock
@@ -318,3 +320,43 @@ async def test_a_worker_that_cannot_renew_its_lease_stops_sending(
     leases = [(await queue.get(app, i)).lease_ate for i in ids]
     assert leases == [clock.now() + timedelta(seconds=app.settings.fila_lease_s)] * 2
     assert (await send.process_batch(app, "w1", batch, lease=keeper)).sent == 2
+
+
+async def test_what_a_batch_sent_on_chips_feeds_is_written_once_for_all(sandbox_app: App) -> None:
+    """Three replies to one doctor in one batch over two chips: every event, counter,
+    affinity and selection result counted, and the conversation on a chip that sent."""
+    app = sandbox_app
+    for n in (1, 2):
+        await pool.add(app, instance=f"batch-{n}", telefone=f"+55119000100{n}",
+                       trust_score=85, status="active")  # fmt: skip
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr') RETURNING id", (PHONE,)
+        )
+        medico = (await cur.fetchone())["id"]  # type: ignore[index]
+        cur = await conn.execute(
+            "INSERT INTO conversas (medico_id) VALUES (%s) RETURNING id", (medico,)
+        )
+        conversa = (await cur.fetchone())["id"]  # type: ignore[index]
+    ids = [(await queue.enqueue(app, NewMessage(f"r{i}", telefone=PHONE, tipo="resposta",
+                                                medico_id=medico, conversa_id=conversa))).id
+           for i in range(3)]  # fmt: skip
+    assert (await run_once(app)).sent == 3
+
+    async def one(sql: str) -> Any:
+        async with app.pool.connection() as conn:
+            cur = await conn.execute(sql)
+            return await cur.fetchall()
+
+    events = await one("SELECT mensagem_id, chip_id FROM chip_eventos WHERE kind = 'sent'"
+                       " ORDER BY mensagem_id")  # fmt: skip
+    assert [e["mensagem_id"] for e in events] == ids
+    by_chip = Counter(e["chip_id"] for e in events)
+    chips = await one("SELECT id, enviadas_total FROM chips")
+    assert {c["id"]: c["enviadas_total"] for c in chips if c["enviadas_total"]} == by_chip
+    aff = await one("SELECT chip_id, enviadas FROM chip_afinidade")
+    assert {a["chip_id"]: a["enviadas"] for a in aff} == by_chip
+    logged = await one("SELECT resultado FROM chip_selection_log")
+    assert [r["resultado"] for r in logged] == ["sent"] * 3
+    (conv,) = await one(f"SELECT chip_id FROM conversas WHERE id = {int(conversa)}")
+    assert conv["chip_id"] in by_chip  # the chip of the send that finished first

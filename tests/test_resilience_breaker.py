@@ -297,3 +297,34 @@ async def test_transitions_are_counted_in_prometheus(app: App) -> None:
     await fail_with(b, GatewayFailure(500))
     assert REGISTRY.get_sample_value("julia_circuit_transitions_total", labels) == before + 1
     assert REGISTRY.get_sample_value("julia_circuit_state", {"name": "chip:99"}) == 2
+
+
+async def test_guard_all_acts_as_nested_guards_in_one_round_trip_each_way(
+    app: App, clock: FrozenClock
+) -> None:
+    """Outermost refusing first: its CircuitOpen, and the trial the inner one gave is
+    freed; a failure counts in each breaker by its own classification; a success closes
+    a half-open one."""
+    outer = breakers(app).get("evolution", config=CFG)
+    inner = breakers(app).get("chip:71", config=CFG)
+    for _ in range(3):
+        await fail_with(inner, GatewayFailure(503))
+    clock.advance(61)  # inner's open time is over: its next call is a trial
+    await outer.force("forced_open", "test", audit.Actor("ana"))
+    with pytest.raises(CircuitOpen) as refused:
+        async with br.guard_all(app, [outer, inner]):
+            pytest.fail("let through")
+    assert refused.value.name == "evolution"
+    assert (await inner.status()).state == "half_open"
+    await outer.force("closed", "test", audit.Actor("ana"))
+    async with br.guard_all(app, [outer, inner]):  # the trial was given back: allowed
+        pass
+    assert (await inner.status()).state == "closed"
+    with pytest.raises(GatewayFailure):
+        async with br.guard_all(app, [outer, inner]):
+            raise GatewayFailure(503)
+    assert [(await b.status()).consecutive_failures for b in (outer, inner)] == [1, 1]
+    with pytest.raises(GatewayFailure):  # a 429 counts for neither under this config
+        async with br.guard_all(app, [outer, inner]):
+            raise GatewayFailure(429)
+    assert [(await b.status()).consecutive_failures for b in (outer, inner)] == [1, 1]

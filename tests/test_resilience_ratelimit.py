@@ -313,3 +313,53 @@ async def test_the_burst_limit_holds_across_a_lost_redis(app: App, clock: Frozen
         *(rl.take(app, tipo="resposta", telefone=PHONES[1], chip_id=7) for _ in range(5))
     )
     assert [d.limit for d in over] == ["chip_burst"] * 5
+
+
+def _ranked(tipo: str, phone: str, *chips: str) -> rl.RankedTake:
+    return rl.RankedTake(tipo, phone, [(c, (0, 0, 0, n)) for n, c in enumerate(chips)])
+
+
+async def test_a_ranked_batch_takes_in_one_call_what_takes_one_by_one_would(
+    app: App, clock: FrozenClock
+) -> None:
+    """Burst of 2 per chip: the batch spreads by use, spills to the next chip, stops at the
+    doctor's limit, and gives back exactly; then single takes see the same windows."""
+    fixed_gap(app, 0)
+    app.settings.rate_limit_chip_burst = 2
+    takes = [_ranked("resposta", PHONES[1], "a", "b") for _ in range(5)]
+    takes += [_ranked("prospeccao", PHONES[0], "a", "b", "c") for _ in range(4)]
+    got = await rl.take_ranked(app, takes, {"a": (0, 99, 99), "b": (0, 99, 99), "c": (5, 99, 99)})
+    tried = [[(chip, d.allowed, d.limit) for chip, d in attempts or []] for attempts in got]
+    assert tried[:5] == [
+        [("a", True, None)], [("b", True, None)], [("a", True, None)], [("b", True, None)],
+        [("a", False, "chip_burst"), ("b", False, "chip_burst")],
+    ]  # fmt: skip
+    assert tried[5:] == [  # a and b are full: c, until its burst is full too
+        [("a", False, "chip_burst"), ("b", False, "chip_burst"), ("c", True, None)],
+        [("a", False, "chip_burst"), ("b", False, "chip_burst"), ("c", True, None)],
+        [("a", False, "chip_burst"), ("b", False, "chip_burst"), ("c", False, "chip_burst")],
+        [("a", False, "chip_burst"), ("b", False, "chip_burst"), ("c", False, "chip_burst")],
+    ]  # fmt: skip
+    tickets = [d.ticket for attempts in got for _, d in attempts or [] if d.allowed]
+    async with app.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) AS n FROM rate_limit_events")
+        assert (await cur.fetchone())["n"] == len(tickets) == 6  # type: ignore[index]
+    for t in tickets:
+        await rl.give_back(app, t)
+    for chip in ("a", "b"):  # every slot back: the single take finds the windows empty
+        assert (await rl.take(app, tipo="resposta", telefone=PHONES[1], chip_id=chip)).allowed
+        assert (await rl.status(app, chip_id=chip)).usage[2].used == 1
+
+
+async def test_a_ranked_batch_refills_a_redis_that_lost_its_data(
+    app: App, clock: FrozenClock
+) -> None:
+    fixed_gap(app, 0)
+    for _ in range(3):
+        assert (await rl.take(app, tipo="prospeccao", telefone=PHONES[0], chip_id=1)).allowed
+        clock.advance(60)
+    await _lose_redis_state(app)  # the marker is gone: refilled from Postgres, then decided
+    (attempts,) = await rl.take_ranked(app, [_ranked("prospeccao", PHONES[0], "1", "2")],
+                                       {"1": (0, 99, 99), "2": (0, 99, 99)})  # fmt: skip
+    assert [(c, d.allowed, d.limit) for c, d in attempts or []] == [("1", False, "medico_daily")]
+    assert await app.redis.exists(app.keys.key("rl", "state"))

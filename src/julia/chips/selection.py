@@ -22,6 +22,7 @@ was kept or left out, the chip chosen (or none), why, and whether in emergency.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from julia.core.errors import NoChipAvailable
 from julia.core.logs import get_logger
 from julia.core.redact import mask_phone
 from julia.resilience import ratelimit
+from julia.resilience.breaker import statuses
 
 log = get_logger(__name__)
 
@@ -108,13 +110,44 @@ class Selection:
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
 
-# Affinity: the replies this doctor sent to each chip's instance (the inbox), plus those
-# carried over by a conversation migration. Connection: a connection.update webhook newer
-# than the last sync wins (the inbox stores it; see julia.chips.health).
+@dataclass(frozen=True)
+class Request:
+    """One message to choose a chip for (what :func:`select` takes)."""
+
+    tipo: str
+    telefone: str
+    medico_id: int | None = None
+    conversa_id: int | None = None
+    mensagem_id: int | None = None
+    exclude: frozenset[int] = frozenset()
+    tentativa: int = 1
+    avoid: frozenset[str] = frozenset()
+
+
+@dataclass
+class _PoolChip:
+    """A chip as the batch sees it: usage counted once, affinity per message."""
+
+    chip: pool.Chip
+    afinidades: list[int]
+    sent_24h: int
+    proactive_1h: int
+    proactive_24h: int
+
+
+# One query for the whole batch. Affinity (per message of the batch, in its order): the
+# replies this doctor sent to each chip's instance (the inbox), plus those carried over by
+# a conversation migration. Connection: a connection.update webhook newer than the last
+# sync wins (the inbox stores it; see julia.chips.health).
 _CANDIDATES = """
-SELECT c.*, coalesce(a.respostas, 0)
-       + (SELECT count(*) FROM mensagens_recebidas r WHERE r.telefone = %(tel)s
-          AND r.instance = c.instance AND r.kind = 'mensagem' AND NOT r.from_me) AS afinidade,
+SELECT c.*,
+       ARRAY(SELECT coalesce((SELECT a.respostas FROM chip_afinidade a
+                              WHERE a.chip_id = c.id AND a.medico_id = m.medico), 0)
+             + (SELECT count(*) FROM mensagens_recebidas r WHERE r.telefone = m.tel
+                AND r.instance = c.instance AND r.kind = 'mensagem' AND NOT r.from_me)
+             FROM unnest(%(medicos)s::bigint[], %(tels)s::text[]) WITH ORDINALITY
+                  AS m(medico, tel, ord)
+             ORDER BY m.ord) AS afinidades,
        g.state AS webhook_state, g.at AS webhook_at,
        (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
           AND e.at > %(day)s)
@@ -125,53 +158,60 @@ SELECT c.*, coalesce(a.respostas, 0)
        (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
           AND e.proactive AND e.at > %(day)s) AS proactive_24h
 FROM chips c
-LEFT JOIN chip_afinidade a ON a.chip_id = c.id AND a.medico_id = %(medico)s
 LEFT JOIN gateway_conexoes g ON g.provider = c.provider AND g.instance = c.instance
 WHERE c.status IN ('active', 'ready')
 ORDER BY c.id
 """
 
 
-async def _candidates(
-    app: App, medico_id: int | None, telefone: str, now: datetime
-) -> list[Candidate]:
+async def _candidates(app: App, reqs: Sequence[Request], now: datetime) -> list[_PoolChip]:
     async with app.pool.connection() as conn:
         cur = await conn.execute(
             _CANDIDATES,
-            {"medico": medico_id, "tel": telefone, "day": now - timedelta(hours=24),
-             "hour": now - timedelta(hours=1), "pending": now - PENDING_WINDOW},
+            {"medicos": [r.medico_id for r in reqs], "tels": [r.telefone for r in reqs],
+             "day": now - timedelta(hours=24), "hour": now - timedelta(hours=1),
+             "pending": now - PENDING_WINDOW},
         )  # fmt: skip
         rows = await cur.fetchall()
     out = []
     for r in rows:
-        afinidade, sent = int(r.pop("afinidade")), int(r.pop("sent_24h"))
-        p1h, p24h = int(r.pop("proactive_1h")), int(r.pop("proactive_24h"))
-        out.append(Candidate(pool.effective(r), afinidade, sent, p1h, p24h))
+        afinidades = [int(a) for a in r.pop("afinidades")]
+        sent, p1h, p24h = (
+            int(r.pop("sent_24h")),
+            int(r.pop("proactive_1h")),
+            int(r.pop("proactive_24h")),
+        )
+        out.append(_PoolChip(pool.effective(r), afinidades, sent, p1h, p24h))
     return out
 
 
-async def _conversation_chip(
-    app: App, conversa_id: int | None, medico_id: int | None
-) -> int | None:
-    if conversa_id is None and medico_id is None:
-        return None
+async def _conversation_chips(app: App, reqs: Sequence[Request]) -> list[int | None]:
+    """Each message's conversation chip (its conversation's, else the doctor's active one)."""
+    if all(r.conversa_id is None and r.medico_id is None for r in reqs):
+        return [None] * len(reqs)
     async with app.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT chip_id FROM conversas WHERE (id = %(c)s OR (%(c)s::bigint IS NULL"
-            " AND medico_id = %(m)s AND status = 'ativa')) AND chip_id IS NOT NULL"
-            " ORDER BY id DESC LIMIT 1",
-            {"c": conversa_id, "m": medico_id},
+            "SELECT (SELECT v.chip_id FROM conversas v WHERE (v.id = q.c OR (q.c IS NULL"
+            " AND v.medico_id = q.m AND v.status = 'ativa')) AND v.chip_id IS NOT NULL"
+            " ORDER BY v.id DESC LIMIT 1) AS chip_id"
+            " FROM unnest(%(c)s::bigint[], %(m)s::bigint[]) WITH ORDINALITY AS q(c, m, ord)"
+            " ORDER BY q.ord",
+            {"c": [r.conversa_id for r in reqs], "m": [r.medico_id for r in reqs]},
         )
-        row = await cur.fetchone()
-    return int(row["chip_id"]) if row else None
+        rows = await cur.fetchall()
+    return [int(r["chip_id"]) if r["chip_id"] is not None else None for r in rows]
 
 
-async def _circuit(app: App, chip_id: int, now: datetime) -> str:
-    """The breaker's state, ``open`` only while it still refuses calls."""
-    status = await chip_breaker(app, chip_id).status()
-    if status.state == "open" and status.open_until is not None and status.open_until <= now:
-        return "half_open"  # the next call is a trial
-    return status.state
+async def _circuits(app: App, chip_ids: list[int], now: datetime) -> dict[int, str]:
+    """Every chip's breaker state in one round trip, ``open`` only while it still refuses."""
+    found = await statuses(app, [chip_breaker(app, i) for i in chip_ids])
+    out = {}
+    for chip_id, status in zip(chip_ids, found, strict=True):
+        state: str = status.state
+        if state == "open" and status.open_until is not None and status.open_until <= now:
+            state = "half_open"  # the next call is a trial
+        out[chip_id] = state
+    return out
 
 
 def _filter(
@@ -201,16 +241,6 @@ def _filter(
     return None
 
 
-async def _circuit_lets_through(app: App, c: Candidate, now: datetime) -> bool:
-    """Read the chip's breaker (once per selection); an open one disqualifies it."""
-    if c.circuit is None:
-        c.circuit = await _circuit(app, c.chip.id, now)
-    if c.circuit in ("open", "forced_open"):
-        c.why = f"circuit {c.circuit}"
-        return False
-    return True
-
-
 def _rank(c: Candidate, conversation_chip: int | None) -> tuple[Any, ...]:
     return (
         c.chip.id != conversation_chip,
@@ -231,6 +261,16 @@ def _why_chosen(c: Candidate, conversation_chip: int | None, emergency: bool) ->
     return why + (" [emergency]" if emergency else "")
 
 
+def _circuit_lets_through(c: Candidate, circuits: dict[int, str]) -> bool:
+    """The chip's breaker (read once per batch); an open one disqualifies it. Shown in the
+    log only for the chips the ranking got to."""
+    c.circuit = circuits[c.chip.id]
+    if c.circuit in ("open", "forced_open"):
+        c.why = f"circuit {c.circuit}"
+        return False
+    return True
+
+
 async def select(
     app: App,
     *,
@@ -248,85 +288,187 @@ async def select(
 
     Raises :class:`NoChipAvailable` (``retry_at`` in its details) when none may send
     now; the selection log has the row either way."""
+    req = Request(tipo, telefone, medico_id, conversa_id, mensagem_id, exclude, tentativa, avoid)
+    (found,) = await select_batch(app, [req])
+    if isinstance(found, NoChipAvailable):
+        raise found
+    return found
+
+
+@dataclass
+class _Choice:
+    """One message's decision before its log row is written."""
+
+    req: Request
+    candidates: list[Candidate]
+    conv_chip: int | None
+    emergency: bool
+    threshold: int
+    chosen: Candidate | None
+    decision: ratelimit.Decision | None
+    denials: list[ratelimit.Decision]
+
+
+async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection | NoChipAvailable]:
+    """:func:`select` for a claimed batch, in order, with the same choices as one call per
+    message: one candidates query, every chip's breaker read in one round trip, one
+    selection-log statement. A chip chosen earlier in the batch counts as used by the
+    later messages, as its pending selection would one by one. Each item is the message's
+    :class:`Selection` or its :class:`NoChipAvailable` (returned, not raised)."""
+    if not requests:
+        return []
     now = app.clock.now()
-    normal = threshold_for(tipo, app)
-    candidates = await _candidates(app, medico_id, telefone, now)
-    conv_chip = await _conversation_chip(app, conversa_id, medico_id)
-    emergency = False
-    threshold = normal
-    chosen: Candidate | None = None
-    decision: ratelimit.Decision | None = None
-    denials: list[ratelimit.Decision] = []
+    chips = await _candidates(app, requests, now)
+    conv_chips = await _conversation_chips(app, requests)
+    circuits = await _circuits(app, [b.chip.id for b in chips], now) if chips else {}
+    plans = [_plan(app, r, i, chips, conv_chips[i], circuits, now) for i, r in enumerate(requests)]
+    ranked = await ratelimit.take_ranked(
+        app, [ratelimit.RankedTake(tipos.rate_class(r.tipo), r.telefone, [
+            (str(c.chip.id), (int(c.chip.id != conv), -c.afinidade, -c.chip.trust_score, c.chip.id))
+            for c in plan.passing if circuits[c.chip.id] not in _REFUSING
+        ]) for r, conv, plan in zip(requests, conv_chips, plans, strict=True)],
+        {str(b.chip.id): (b.sent_24h, *_limits(app, b.chip)) for b in chips},
+    )  # fmt: skip
+    used = {b.chip.id: b for b in chips}
+    choices = []
+    for req, conv, plan, attempts in zip(requests, conv_chips, plans, ranked, strict=True):
+        for c in plan.candidates:  # the use this far into the batch
+            c.sent_24h = used[c.chip.id].sent_24h
+        choice = await _choose(app, req, conv, plan, circuits, attempts)
+        if choice.chosen is not None:  # its pending selection counts as use of the chip
+            used[choice.chosen.chip.id].sent_24h += 1
+        choices.append(choice)
+    log_ids = await _log_many(app, choices, now)
+    return [
+        await _finish(app, ch, log_id, now) for ch, log_id in zip(choices, log_ids, strict=True)
+    ]
+
+
+_REFUSING = ("open", "forced_open")
+
+
+def _limits(app: App, chip: pool.Chip) -> tuple[int, int]:
+    lim = chip.limits(app)  # level × warming × recovery, enforced atomically
+    return lim.hourly, lim.daily
+
+
+@dataclass
+class _Plan:
+    candidates: list[Candidate]
+    emergency: bool
+    threshold: int
+    passing: list[Candidate]  # through the filters (breakers aside)
+
+
+def _plan(
+    app: App, req: Request, i: int, chips: list[_PoolChip], conv_chip: int | None,
+    circuits: dict[int, str], now: datetime,
+) -> _Plan:  # fmt: skip
+    """Emergency or not, the threshold, and the chips through the filters: emergency only
+    when no chip qualifies with its breaker letting through (not when all are busy), which
+    the rate limits do not change."""
+    candidates = [
+        Candidate(b.chip, b.afinidades[i], b.sent_24h, b.proactive_1h, b.proactive_24h)
+        for b in chips
+    ]
+    normal = threshold_for(req.tipo, app)
     for mode in (False, True):
         emergency, threshold = mode, max(0, normal - app.settings.chip_emergency_drop * mode)
         passing = []
         for c in candidates:
             c.why = _filter(
-                app, c, tipo=tipo, threshold=threshold, emergency=emergency, exclude=exclude,
-                now=now, avoid=avoid,
+                app, c, tipo=req.tipo, threshold=threshold, emergency=emergency,
+                exclude=req.exclude, now=now, avoid=req.avoid,
             ) or "eligible"  # fmt: skip
             if c.why == "eligible":
                 passing.append(c)
-        passing.sort(key=lambda c: _rank(c, conv_chip))
-        any_usable = False
-        for c in passing:  # in preference order; breakers read only as far as needed
-            if not await _circuit_lets_through(app, c, now):
-                continue
-            any_usable = True
-            lim = c.chip.limits(app)  # level × warming × recovery, enforced atomically
-            d = await ratelimit.take(
-                app, tipo=tipos.rate_class(tipo), telefone=telefone,
-                chip_id=c.chip.id, chip_limits=(lim.hourly, lim.daily),
-            )  # fmt: skip
-            if d.allowed:
-                chosen, decision = c, d
-                break
-            c.why = f"rate limit {d.limit}: {d.reason}"
-            denials.append(d)
-            if d.limit in NOT_CHIP_LIMITS:
-                break  # the same for every chip
-        if any_usable:  # emergency only when no chip qualifies, not when all are busy
+        if any(circuits[c.chip.id] not in _REFUSING for c in passing):
             break
-    cands = [c.as_dict() for c in candidates]
+        for c in passing:  # every one read, none lets through: so the log shows them
+            c.circuit = circuits[c.chip.id]
+    return _Plan(candidates, emergency, threshold, passing)
+
+
+async def _choose(
+    app: App, req: Request, conv_chip: int | None, plan: _Plan, circuits: dict[int, str],
+    attempts: list[ratelimit.Attempt] | None,
+) -> _Choice:  # fmt: skip
+    """Walk the ranking: breakers, then the rate limits (decided for the batch in
+    ``attempts``; None: taken here, one chip at a time)."""
+    chosen: Candidate | None = None
+    decision: ratelimit.Decision | None = None
+    denials: list[ratelimit.Decision] = []
+    tries = iter(attempts or ())
+    for c in sorted(plan.passing, key=lambda c: _rank(c, conv_chip)):  # in preference order
+        if not _circuit_lets_through(c, circuits):
+            continue
+        if attempts is None:
+            lo, hi = _limits(app, c.chip)
+            d = await ratelimit.take(
+                app, tipo=tipos.rate_class(req.tipo), telefone=req.telefone,
+                chip_id=c.chip.id, chip_limits=(lo, hi),
+            )  # fmt: skip
+        else:
+            chip, d = next(tries)
+            assert chip in (None, str(c.chip.id)), (chip, c.chip.id)  # the same ranking
+        if d.allowed:
+            chosen, decision = c, d
+            break
+        c.why = f"rate limit {d.limit}: {d.reason}"
+        denials.append(d)
+        if d.limit in NOT_CHIP_LIMITS:
+            break  # the same for every chip
+    return _Choice(
+        req, plan.candidates, conv_chip, plan.emergency, plan.threshold, chosen, decision, denials
+    )
+
+
+def _motivo(ch: _Choice) -> str:
+    if ch.chosen is None:
+        return _no_chip_reason(ch.candidates, ch.denials)
+    return _why_chosen(ch.chosen, ch.conv_chip, ch.emergency)
+
+
+async def _finish(app: App, ch: _Choice, log_id: int, now: datetime) -> Selection | NoChipAvailable:
+    """Metrics, logs and the emergency audit of one decision whose row is written."""
+    req, tipo, motivo = ch.req, ch.req.tipo, _motivo(ch)
+    chosen, decision, denials = ch.chosen, ch.decision, ch.denials
     if chosen is None or decision is None:
-        retry_at = _retry_at(app, candidates, denials, now)
-        motivo = _no_chip_reason(candidates, denials)
-        await _log(app, mensagem_id, tipo, telefone, conversa_id, tentativa, cands, None,
-                   motivo, emergency, threshold, exclude, "no_chip", now)  # fmt: skip
+        retry_at = _retry_at(app, ch.candidates, denials, now)
         SELECTIONS.labels(tipo, "none").inc()
         log.warning(
-            "chip.none_available", tipo=tipo, telefone=mask_phone(telefone), motivo=motivo,
-            mensagem_id=mensagem_id, tentativa=tentativa, retry_at=retry_at,
+            "chip.none_available", tipo=tipo, telefone=mask_phone(req.telefone), motivo=motivo,
+            mensagem_id=req.mensagem_id, tentativa=req.tentativa, retry_at=retry_at,
         )  # fmt: skip
         limit = denials[-1].limit if denials and denials[-1].limit in NOT_CHIP_LIMITS else None
-        raise NoChipAvailable(
+        return NoChipAvailable(
             f"no chip may send this {tipo} now: {motivo}", retry_at=retry_at, limit=limit,
             reason=denials[-1].reason if limit else "no_chip_available",
         )  # fmt: skip
-    motivo = _why_chosen(chosen, conv_chip, emergency)
-    log_id = await _log(
-        app, mensagem_id, tipo, telefone, conversa_id, tentativa, cands, chosen.chip.id,
-        motivo, emergency, threshold, exclude, None, now,
-    )  # fmt: skip
-    SELECTIONS.labels(tipo, "emergency" if emergency else "chosen").inc()
-    if emergency:
+    SELECTIONS.labels(tipo, "emergency" if ch.emergency else "chosen").inc()
+    if ch.emergency:
+        normal = threshold_for(tipo, app)
         EMERGENCIES.labels(tipo).inc()
         log.warning(
-            "chip.emergency", tipo=tipo, threshold=threshold, normal=normal,
-            chip_id=chosen.chip.id, mensagem_id=mensagem_id,
+            "chip.emergency", tipo=tipo, threshold=ch.threshold, normal=normal,
+            chip_id=chosen.chip.id, mensagem_id=req.mensagem_id,
         )  # fmt: skip
         async with app.pool.connection() as conn:
             await audit.record(
                 conn, now, audit.AUTOMATION, "chips.emergency", alvo=f"chip:{chosen.chip.id}",
                 motivo=f"no chip with trust >= {normal} for {tipo}; threshold lowered to "
-                f"{threshold}",
-                detalhes={"tipo": tipo, "mensagem_id": mensagem_id, "selection_log": log_id},
+                f"{ch.threshold}",
+                detalhes={"tipo": tipo, "mensagem_id": req.mensagem_id, "selection_log": log_id},
             )  # fmt: skip
     log.info(
         "chip.selected", chip_id=chosen.chip.id, instance=chosen.chip.instance, tipo=tipo,
-        motivo=motivo, emergency=emergency, mensagem_id=mensagem_id, tentativa=tentativa,
+        motivo=motivo, emergency=ch.emergency, mensagem_id=req.mensagem_id,
+        tentativa=req.tentativa,
     )  # fmt: skip
-    return Selection(chosen.chip, decision, emergency, threshold, log_id, motivo, tentativa, cands)
+    cands = [c.as_dict() for c in ch.candidates]
+    return Selection(
+        chosen.chip, decision, ch.emergency, ch.threshold, log_id, motivo, req.tentativa, cands
+    )
 
 
 def _retry_at(
@@ -350,29 +492,40 @@ def _no_chip_reason(candidates: list[Candidate], denials: list[ratelimit.Decisio
     return "; ".join(f"chip {c.chip.id}: {c.why}" for c in candidates)[:1000]
 
 
-async def _log(
-    app: App, mensagem_id: int | None, tipo: str, telefone: str, conversa_id: int | None,
-    tentativa: int, candidates: list[dict[str, Any]], chosen: int | None, motivo: str,
-    emergency: bool, threshold: int, exclude: frozenset[int], resultado: str | None,
-    now: datetime,
-) -> int:  # fmt: skip
+async def _log_many(app: App, choices: list[_Choice], now: datetime) -> list[int]:
+    """The batch's selection-log rows in one statement; their ids in the batch's order."""
+    rows = [
+        {
+            "mensagem_id": ch.req.mensagem_id, "tipo": ch.req.tipo, "telefone": ch.req.telefone,
+            "conversa_id": ch.req.conversa_id, "tentativa": ch.req.tentativa,
+            "candidates": [c.as_dict() for c in ch.candidates],
+            "chosen_chip": ch.chosen.chip.id if ch.chosen is not None else None,
+            "motivo": _motivo(ch), "emergency": ch.emergency, "threshold": ch.threshold,
+            "excluded": sorted(ch.req.exclude),
+            "resultado": None if ch.chosen is not None else "no_chip",
+        }
+        for ch in choices
+    ]  # fmt: skip
     async with app.pool.connection() as conn:
         # A decision record, not the message: a crash may lose the last few milliseconds
-        # of it, so the commit does not wait for the WAL flush (the send path's latency);
-        # one statement, so one round trip.
+        # of it, so the commit does not wait for the WAL flush (the send path's latency).
         cur = await conn.execute(
             "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))"
             " INSERT INTO chip_selection_log (mensagem_id, tipo, telefone, conversa_id, tentativa,"
             " candidates, chosen_chip, motivo, emergency, threshold, excluded, resultado, at)"
-            " SELECT %s::bigint, %s::text, %s::text, %s::bigint, %s::smallint, %s::jsonb,"
-            " %s::bigint, %s::text, %s::boolean, %s::smallint, %s::bigint[], %s::text,"
-            " %s::timestamptz FROM cfg RETURNING id",
-            (mensagem_id, tipo, telefone, conversa_id, tentativa, Jsonb(candidates), chosen,
-             motivo, emergency, threshold, sorted(exclude), resultado, now),
+            " SELECT (r->>'mensagem_id')::bigint, r->>'tipo', r->>'telefone',"
+            " (r->>'conversa_id')::bigint, (r->>'tentativa')::smallint, r->'candidates',"
+            " (r->>'chosen_chip')::bigint, r->>'motivo', (r->>'emergency')::boolean,"
+            " (r->>'threshold')::smallint,"
+            " ARRAY(SELECT x::bigint FROM jsonb_array_elements_text(r->'excluded') AS x),"
+            " r->>'resultado', %(at)s::timestamptz"
+            " FROM cfg, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(r, ord)"
+            " ORDER BY e.ord RETURNING id",
+            {"rows": Jsonb(rows), "at": now},
         )  # fmt: skip
-        row = await cur.fetchone()
-    assert row is not None
-    return int(row["id"])
+        ids = sorted(int(r["id"]) for r in await cur.fetchall())  # the sequence's order
+    assert len(ids) == len(choices)
+    return ids
 
 
 async def set_result(app: App, log_id: int, resultado: str) -> None:

@@ -26,8 +26,8 @@ fault), and a send that may have gone out (``maybe_sent``: the queue reconciles)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -49,7 +49,7 @@ from julia.core.logs import get_logger
 from julia.gateways import registry
 from julia.gateways.base import Gateway, SendResult
 from julia.resilience import ratelimit
-from julia.resilience.breaker import breakers
+from julia.resilience.breaker import breakers, guard_all
 
 log = get_logger(__name__)
 
@@ -167,6 +167,35 @@ async def choose(
     return replace(cs, decision=decision)
 
 
+async def choose_batch(app: App, ms: Sequence[Message]) -> list[ChipSend | NoChipAvailable]:
+    """:func:`choose` for a claimed batch, in order, with the same choices: the pool
+    selects the whole batch at once (:func:`selection.select_batch`); a message no chip
+    may send now gets its :class:`NoChipAvailable` (returned, not raised)."""
+    if not ms:
+        return []
+    if not await chips_present(app):  # the implicit chip: the batch's slots in one call
+        cs = implicit(app)
+        lim = ratelimit.Limits.of(app)
+        ranked = await ratelimit.take_ranked(
+            app, [ratelimit.RankedTake(tipos.rate_class(m.tipo), m.telefone,
+                                       [(cs.chip_key, (0, 0, 0, 0))]) for m in ms],
+            {cs.chip_key: (0, lim.chip_hourly, lim.chip_daily)},
+        )  # fmt: skip
+        return [
+            replace(cs, decision=attempts[-1][1]) if attempts else await choose(app, m)
+            for m, attempts in zip(ms, ranked, strict=True)
+        ]
+    reqs = [selection.Request(m.tipo, m.telefone, m.medico_id, m.conversa_id, m.id) for m in ms]
+    out: list[ChipSend | NoChipAvailable] = []
+    for sel in await selection.select_batch(app, reqs):
+        if isinstance(sel, NoChipAvailable):
+            out.append(sel)
+        else:
+            gateway = await _gateway(app, sel.chip)
+            out.append(ChipSend(gateway, sel.chip.instance, sel.decision, sel.chip, sel))
+    return out
+
+
 def implicit(app: App) -> ChipSend:
     """The implicit chip of the default instance, before any reservation."""
     gateway, instance = default_instance(app)
@@ -175,11 +204,12 @@ def implicit(app: App) -> ChipSend:
 
 @asynccontextmanager
 async def _breakers(app: App, cs: ChipSend) -> AsyncIterator[None]:
-    """The send's breakers, outermost first (:attr:`ChipSend.breakers`)."""
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(breakers(app).get(cs.gateway.provider).guard())
-        if cs.chip is not None:  # with the chip threshold, not the service default
-            await stack.enter_async_context(chip_breaker(app, cs.chip.id).guard())
+    """The send's breakers, outermost first (:attr:`ChipSend.breakers`), acquired in one
+    round trip and their outcome recorded in one."""
+    items = [breakers(app).get(cs.gateway.provider)]
+    if cs.chip is not None:  # with the chip threshold, not the service default
+        items.append(chip_breaker(app, cs.chip.id))
+    async with guard_all(app, items):
         yield
 
 
@@ -205,10 +235,13 @@ async def send(
     first: ChipSend,
     *,
     mark_started: Any = None,
+    sent: list[Sent] | None = None,
 ) -> tuple[SendResult, ChipSend]:
     """Send ``m`` on ``first``, falling back to other chips; returns the result and the
     chip that sent it. ``mark_started(chip_send)`` is awaited before each fallback send
-    (the queue records which instance is about to send, for reconciliation)."""
+    (the queue records which instance is about to send, for reconciliation). With
+    ``sent``, what a chip's send feeds is appended there for :func:`record_sent` (the
+    batch's in one statement) instead of written at once."""
     if first.chip is None:  # the implicit chip: no other chip to fall back to
         try:
             async with _breakers(app, first):
@@ -273,7 +306,10 @@ async def send(
                 error=getattr(exc, "code", type(exc).__name__), tentativa=len(tried) + 1,
             )  # fmt: skip
             continue
-        await _succeeded(app, m, current, result)
+        if sent is None:
+            await record_sent(app, [(m, current, result)])
+        else:
+            sent.append((m, current, result))
         return result, current
     raise AllChipsFailed(f"every chip tried failed ({'; '.join(errors)})", tried=tried) from last
 
@@ -281,46 +317,67 @@ async def send(
 # --- feeding the chip ---------------------------------------------------------------
 
 
-async def _succeeded(app: App, m: Message, cs: ChipSend, result: SendResult) -> None:
-    now = app.clock.now()
-    chip, sel = cs.chip, cs.selection
-    assert chip is not None and sel is not None
+#: A message sent on a registered chip: what it feeds (:func:`record_sent`).
+Sent = tuple[Message, ChipSend, SendResult]
+
+
+async def record_sent(app: App, items: Sequence[Sent]) -> None:
+    """What sent messages feed, in one statement for any number of them."""
+    if not items:
+        return
+    rows = []
+    for m, cs, result in items:
+        assert cs.chip is not None and cs.selection is not None
+        rows.append((cs.chip.id, m.tipo, selection.is_proactive(m.tipo), m.telefone, m.id,
+                     result.provider_message_id, m.medico_id, m.conversa_id,
+                     cs.selection.log_id))  # fmt: skip
+    cols = list(zip(*rows, strict=True))
     async with app.pool.connection() as conn:
         await conn.execute(_SUCCEEDED, {
-            "chip": chip.id, "tipo": m.tipo, "proactive": selection.is_proactive(m.tipo),
-            "tel": m.telefone, "mid": m.id, "pid": result.provider_message_id, "now": now,
-            "medico": m.medico_id, "conversa": m.conversa_id, "log": sel.log_id,
+            "chip": list(cols[0]), "tipo": list(cols[1]), "proactive": list(cols[2]),
+            "tel": list(cols[3]), "mid": list(cols[4]), "pid": list(cols[5]),
+            "medico": list(cols[6]), "conversa": list(cols[7]), "log": list(cols[8]),
+            "now": app.clock.now(),
         })  # fmt: skip
 
 
-# What a sent message feeds, in one statement (one round trip, one transaction): its
-# event, the chip's counters, the doctor's affinity, the conversation's chip (a
-# conversation stays on the chip that talks in it), the selection log's result.
-# Statistics of a send the queue records durably itself: no wait for the WAL flush.
+# What sent messages feed, in one statement (one round trip, one transaction): their
+# events, the chips' counters, the doctors' affinity, the conversations' chip (a
+# conversation stays on the chip that talks in it: the first of the batch), the selection
+# log's result. Statistics of sends the queue records durably itself: no wait for the WAL.
 _SUCCEEDED = """
 WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+s AS (
+    SELECT * FROM unnest(%(chip)s::bigint[], %(tipo)s::text[], %(proactive)s::boolean[],
+                         %(tel)s::text[], %(mid)s::bigint[], %(pid)s::text[],
+                         %(medico)s::bigint[], %(conversa)s::bigint[], %(log)s::bigint[])
+        WITH ORDINALITY AS s(chip, tipo, proactive, tel, mid, pid, medico, conversa, log, ord)
+),
 ev AS (
     INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,
                               provider_message_id, midia, at)
-    SELECT %(chip)s::bigint, 'sent', %(tipo)s::text, %(proactive)s::boolean, %(tel)s::text,
-           %(mid)s::bigint, %(pid)s::text, 'texto', %(now)s::timestamptz FROM cfg
+    SELECT s.chip, 'sent', s.tipo, s.proactive, s.tel, s.mid, s.pid, 'texto',
+           %(now)s::timestamptz FROM s, cfg ORDER BY s.ord
 ),
 ch AS (
-    UPDATE chips SET enviadas_total = enviadas_total + 1, last_sent_at = %(now)s,
-                     updated_at = %(now)s WHERE id = %(chip)s
+    UPDATE chips c SET enviadas_total = c.enviadas_total + n.sent, last_sent_at = %(now)s,
+                       updated_at = %(now)s
+    FROM (SELECT chip, count(*) AS sent FROM s GROUP BY chip) n WHERE c.id = n.chip
 ),
 af AS (
     INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas, last_at)
-    SELECT %(medico)s::bigint, %(chip)s::bigint, 1, 0, %(now)s::timestamptz
-    WHERE %(medico)s::bigint IS NOT NULL
+    SELECT medico, chip, count(*), 0, %(now)s::timestamptz FROM s
+    WHERE medico IS NOT NULL GROUP BY medico, chip
     ON CONFLICT (medico_id, chip_id) DO UPDATE
-    SET enviadas = chip_afinidade.enviadas + 1, last_at = EXCLUDED.last_at
+    SET enviadas = chip_afinidade.enviadas + EXCLUDED.enviadas, last_at = EXCLUDED.last_at
 ),
 cv AS (
-    UPDATE conversas SET chip_id = %(chip)s
-    WHERE id = %(conversa)s::bigint AND chip_id IS NULL
+    UPDATE conversas v SET chip_id = f.chip
+    FROM (SELECT DISTINCT ON (conversa) conversa, chip FROM s WHERE conversa IS NOT NULL
+          ORDER BY conversa, ord) f
+    WHERE v.id = f.conversa AND v.chip_id IS NULL
 )
-UPDATE chip_selection_log SET resultado = 'sent' WHERE id = %(log)s
+UPDATE chip_selection_log l SET resultado = 'sent' FROM s WHERE l.id = s.log
 """
 
 

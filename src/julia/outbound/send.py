@@ -6,7 +6,8 @@ For each batch, in order:
    ``bloqueada`` / BLOCKED_OPTOUT; manual block, human control, contact cap → BLOCKED_GUARDRAIL;
    a cancelled campaign's → ``cancelada``; a paused campaign's → ``pendente``, parked
    (the opt-out is checked again right before each gateway call, :func:`guards.may_still_send`);
-2-3. **route and rate limits** (:func:`route_for`): the chip that sends it — with no chip
+2-3. **route and rate limits** (:func:`routes_for`, the whole batch at once; :func:`route_for`
+   for one): the chip that sends it — with no chip
    registered, the default instance as the pool's one implicit chip — and its rate-limit
    slots, reserved in that one place; a denial reschedules the message to when the limit
    frees up, without spending an attempt;
@@ -74,11 +75,22 @@ async def route_for(app: App, message: Mensagem) -> Route:
     try:
         return await chip_sending.choose(app, message)
     except NoChipAvailable as exc:
-        denied = Decision(
-            False, "chips", exc.details.get("limit") or "chips",
-            exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
-        )  # fmt: skip
-        return replace(chip_sending.implicit(app), instance="", decision=denied)
+        return _no_chip(app, exc)
+
+
+async def routes_for(app: App, messages: Sequence[Mensagem]) -> list[Route]:
+    """:func:`route_for` of each message of a batch, in order, the pool selecting the
+    whole batch at once (the same choices as one by one)."""
+    chosen = await chip_sending.choose_batch(app, messages)
+    return [_no_chip(app, c) if isinstance(c, NoChipAvailable) else c for c in chosen]
+
+
+def _no_chip(app: App, exc: NoChipAvailable) -> Route:
+    denied = Decision(
+        False, "chips", exc.details.get("limit") or "chips",
+        exc.details.get("reason") or "no_chip_available", exc.details.get("retry_at"),
+    )  # fmt: skip
+    return replace(chip_sending.implicit(app), instance="", decision=denied)
 
 
 async def gateway_for_instance(app: App, instance: str) -> Gateway:
@@ -290,14 +302,16 @@ def _failure(m: Mensagem, exc: BaseException) -> tuple[Status, Outcome, str]:
 
 
 async def _send_one(
-    app: App, m: Mensagem, route: Route, rng: random.Random | None
-) -> tuple[Result, SendOutcome]:
+    app: App, m: Mensagem, route: Route, rng: random.Random | None,
+    sent_on_chips: list[chip_sending.Sent] | None = None,
+) -> tuple[Result, SendOutcome]:  # fmt: skip
     started = time.monotonic()
     error: BaseException | None = None
     try:  # the pool sends (a registered chip falls back to the next ones)
         sent, route = await chip_sending.send(
             app, m, route, mark_started=lambda c: queue.mark_send_started(
                 app, m.lease_owner or "", {m.id: (c.instance, c.chip_id)}),
+            sent=sent_on_chips,
         )  # fmt: skip
     except CircuitOpen as exc:
         retry_at = exc.retry_at or app.clock.now() + timedelta(
@@ -432,8 +446,7 @@ async def _run_batch(
     # 2-3. route and rate limits (reserved with the route)
     routes: dict[int, Route] = {}
     allowed: list[Mensagem] = []
-    for m in todo:
-        route = await route_for(app, m)
+    for m, route in zip(todo, await routes_for(app, todo), strict=True):
         decision = route.decision
         if decision.allowed:
             routes[m.id] = route
@@ -487,7 +500,7 @@ async def _run_batch(
                     result = blocked_optout(m)
                     outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
                 else:
-                    result, outcome = await _send_one(app, m, route, rng)
+                    result, outcome = await _send_one(app, m, route, rng, sent_on_chips)
             except _NotChecked as exc:  # the check could not run: not sent, tried again later
                 result = _unfinished(m, exc.__cause__ or exc, False, now)
                 outcome = SendOutcome(m, route, result.status, result.outcome, exc, None)
@@ -500,7 +513,14 @@ async def _run_batch(
         results[m.id] = result
         outcomes.append(outcome)
 
-    await asyncio.gather(*(one(m) for m in sendable if m.id in started))
+    sent_on_chips: list[chip_sending.Sent] = []  # their events, in one statement after
+    try:
+        await asyncio.gather(*(one(m) for m in sendable if m.id in started))
+    finally:
+        try:  # shielded: a cancelled worker still records what its chips sent
+            await asyncio.shield(chip_sending.record_sent(app, sent_on_chips))
+        except Exception as exc:  # statistics: the sends themselves are recorded by finish
+            log.error("chips.sent_not_recorded", error=str(exc), count=len(sent_on_chips))
 
 
 def _maybe_sent(error: BaseException | None) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -422,6 +422,9 @@ class Breaker:
         """Let one call through, or raise :class:`CircuitOpen` (with ``retry_at``)."""
         res = await self._run("acquire")
         await self._note(res)
+        return self._permit(res)
+
+    def _permit(self, res: _Result) -> Permit:
         if not res.allowed:
             metrics.CIRCUIT_REFUSED.labels(self.name).inc()
             raise CircuitOpen(self.name, res.state, res.retry_at)
@@ -461,7 +464,9 @@ class Breaker:
             return await fn(*args, **kwargs)
 
     async def status(self) -> BreakerStatus:
-        res = await self._run("status")
+        return self._status_of(await self._run("status"))
+
+    def _status_of(self, res: _Result) -> BreakerStatus:
         return BreakerStatus(
             name=self.name,
             state=res.state,
@@ -543,6 +548,114 @@ class Breakers:
 
     def chip(self, chip_id: object) -> Breaker:
         return self.get(f"chip:{chip_id}")
+
+
+async def _run_many(app: App, calls: Sequence[tuple[Breaker, str, str, int, str]]) -> list[_Result]:
+    """``Breaker._run`` of several breakers in one Redis round trip (a pipeline; each
+    script call is atomic on its own, as when run one by one). Redis down: each one's
+    local state, as ``_run``."""
+    if len(calls) == 1:  # one breaker (the implicit chip's send): no pipeline to pay for
+        b, op, arg1, arg2, arg3 = calls[0]
+        return [await b._run(op, arg1, arg2, arg3)]
+    now = app.clock.now()
+    health = redis_health(app)
+    if health.usable(now):
+        try:
+            lua = script(app, "breaker")
+            async with app.redis.pipeline(transaction=False) as pipe:
+                for b, op, arg1, arg2, arg3 in calls:
+                    argv = [op, to_ms(now), *b.config.argv(), arg1, arg2, arg3]
+                    await lua(keys=[b.key], args=argv, client=pipe)
+                raws = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            health.failed(now, exc)
+        else:
+            health.recovered()
+            out = []
+            for (b, *_), raw in zip(calls, raws, strict=True):
+                res = _Result.parse(raw)
+                b._seed(res)
+                b._set_backend("redis")
+                out.append(res)
+            return out
+    return [await b._run(op, arg1, arg2, arg3) for b, op, arg1, arg2, arg3 in calls]
+
+
+@asynccontextmanager
+async def guard_all(app: App, items: Sequence[Breaker]) -> AsyncIterator[list[Permit]]:
+    """Nested :meth:`Breaker.guard` blocks, outermost first, with one round trip to
+    acquire them all and one to record the outcome. The first that refuses raises its
+    :class:`CircuitOpen` (the permits the others gave are released, as if never asked);
+    each breaker classifies the block's exception on its own."""
+    results = await _run_many(app, [(b, "acquire", "", 0, "") for b in items])
+    for b, res in zip(items, results, strict=True):
+        await b._note(res)
+    refused = next((i for i, r in enumerate(results) if not r.allowed), None)
+    if refused is not None:
+        given = [
+            (b, "record", "ignore", r.epoch, "not_called")
+            for b, r in zip(items, results, strict=True) if r.allowed and r.trial
+        ]  # fmt: skip
+        if given:  # a trial slot taken for nothing: give it back
+            for b, res in zip([g[0] for g in given], await _run_many(app, given), strict=True):
+                await b._note(res)
+        items[refused]._permit(results[refused])  # raises CircuitOpen
+    permits = [b._permit(r) for b, r in zip(items, results, strict=True)]
+    outcomes: list[tuple[Outcome, str]] = []
+    try:
+        yield permits
+    except Exception as exc:
+        outcomes = [b.classify(exc) for b in items]
+        await _record_all(app, permits, outcomes, steady_skip=False)
+        raise
+    except BaseException:  # cancelled: neither success nor failure, free the permits
+        outcomes = [("ignore", "cancelled")] * len(items)
+        await asyncio.shield(_record_all(app, permits, outcomes, steady_skip=False))
+        raise
+    outcomes = [("fail", p.failure) if p.failure is not None else ("ok", "") for p in permits]
+    await _record_all(app, permits, outcomes, steady_skip=True)
+
+
+async def _record_all(
+    app: App, permits: list[Permit], outcomes: list[tuple[Outcome, str]], *, steady_skip: bool
+) -> None:
+    calls = [
+        (p.breaker, "record", outcome, p.epoch, error_type)
+        for p, (outcome, error_type) in zip(permits, outcomes, strict=True)
+        if not (steady_skip and outcome == "ok" and p.steady)  # a steady success: a no-op
+    ]
+    if calls:
+        for (b, *_), res in zip(calls, await _run_many(app, calls), strict=True):
+            await b._note(res)
+
+
+async def statuses(app: App, items: Sequence[Breaker]) -> list[BreakerStatus]:
+    """Each breaker's :meth:`Breaker.status`, read in one Redis round trip (a pipeline of
+    the read-only ``status`` op); Redis down: each one's local state, as ``status()``."""
+    if not items:
+        return []
+    now = app.clock.now()
+    health = redis_health(app)
+    if health.usable(now):
+        try:
+            lua = script(app, "breaker")
+            async with app.redis.pipeline(transaction=False) as pipe:
+                for b in items:
+                    argv = ["status", to_ms(now), *b.config.argv(), "", 0, ""]
+                    await lua(keys=[b.key], args=argv, client=pipe)
+                raws = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            health.failed(now, exc)
+        else:
+            health.recovered()
+            out = []
+            for b, raw in zip(items, raws, strict=True):
+                res = _Result.parse(raw)
+                b._seed(res)
+                b._set_backend("redis")
+                out.append(b._status_of(res))
+            return out
+    return [await b.status() for b in items]
 
 
 def breakers(app: App) -> Breakers:

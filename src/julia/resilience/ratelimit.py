@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -607,3 +608,148 @@ async def prune_events(app: App, older_than_h: float = 48.0) -> int:
             (app.clock.now() - timedelta(hours=older_than_h),),
         )
         return int(cur.rowcount)
+
+
+# --- a claimed batch in one call ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankedTake:
+    """One message of a batch for :func:`take_ranked`: its candidate chips, each with its
+    rank key ``(k1, k2, k3, k4)``; candidates are tried by ``(k1, k2, uses, k3, k4)``."""
+
+    tipo: str
+    telefone: str
+    candidates: list[tuple[str, tuple[int, int, int, int]]]
+
+
+#: One try of a message on a chip: the chip (None: the denial holds whichever chip) and
+#: the answer. A message's tries end at the first allowed one.
+Attempt = tuple[str | None, Decision]
+
+
+async def take_ranked(
+    app: App,
+    takes: Sequence[RankedTake],
+    chips: dict[str, tuple[int, int, int]],
+    rng: random.Random | None = None,
+) -> list[list[Attempt] | None]:
+    """:func:`take` for a claimed batch in one Redis call: each message, in order, on the
+    first of its candidates (ranked with each chip's ``uses``, which grow with each take
+    of the batch) whose limits let it through, with the same checks as :func:`take`.
+    ``chips``: chip id → (uses, hourly limit, daily limit).
+
+    An item is None where this could not decide (Redis down or its state lost and not
+    refilled, a doctor's override to re-cache): the caller takes those one at a time."""
+    if not takes:
+        return []
+    now = app.clock.now()
+    lim = Limits.of(app)
+    hours = BusinessHours.from_settings(app.settings)
+    out: list[list[Attempt] | None] = [None] * len(takes)
+    todo: list[int] = []
+    for i, t in enumerate(takes):
+        if t.tipo not in TIPOS:
+            raise InvalidInput(f"unknown message type {t.tipo!r}; one of {', '.join(TIPOS)}")
+        if not app.settings.rate_limits_enabled:
+            out[i] = [(None, _count(Decision(True, "disabled")))]
+        elif TIPOS[t.tipo] and not hours.is_open(now):
+            d = Decision(False, "none", "business_hours", "outside_business_hours",
+                         hours.next_open(now))  # fmt: skip
+            out[i] = [(None, _count(d))] if t.candidates else []
+        elif not t.candidates:
+            out[i] = []
+        else:
+            todo.append(i)
+    health = redis_health(app, "ratelimit")
+    if not todo or not health.usable(now):
+        return out
+    order = list(chips)
+    index = {c: j + 1 for j, c in enumerate(order)}
+    per_msg = []
+    for i in todo:
+        t = takes[i]
+        tel = phones.normalize(t.telefone)
+        proactive = TIPOS[t.tipo]
+        weight = tipos.weight(t.tipo, lim.campanha_weight)
+        gap = (
+            round((rng or random).uniform(lim.gap_min_s, lim.gap_max_s) * 1000) if proactive else 0
+        )
+        per_msg.append((i, tel, str(uuid.uuid4()), weight, proactive, gap))
+    k = app.keys.key
+    keys = [k("rl", "state")]
+    for c in order:
+        keys += [k("rl", "chip", c), k("rl", "chipnext", c), k("rl", "burst", c)]
+    argv: list[Any] = [to_ms(now), DAY_MS, HOUR_MS, lim.burst, lim.burst_ms, lim.medico_daily,
+                       len(order), len(per_msg)]  # fmt: skip
+    for c in order:
+        argv += list(chips[c])
+    for i, tel, take_id, weight, proactive, gap in per_msg:
+        keys += [k("rl", "medico", tel), k("rl", "override", tel)]
+        argv += [take_id, weight, 1 if proactive else 0, gap, len(takes[i].candidates)]
+        for chip, key in takes[i].candidates:
+            argv += [index[chip], *key]
+    try:
+        if health.down_until is not None:  # back after an outage: refill, then decide
+            await _refill_quietly(app)
+        raw = await script(app, "ratelimit_take_ranked")(keys=keys, args=argv)
+        if raw and int(raw[0]) == -1:  # Redis lost its state: refill, then decide
+            try:
+                await refill_redis(app, everything=True)
+            except REDIS_ERRORS:
+                raise
+            except Exception as exc:
+                log.error("ratelimit.refill_failed", error=str(exc))
+                return out
+            raw = await script(app, "ratelimit_take_ranked")(keys=keys, args=argv)
+            if raw and int(raw[0]) == -1:
+                return out
+    except REDIS_ERRORS as exc:
+        health.failed(now, exc)
+        return out
+    health.recovered()
+    tickets: list[tuple[Ticket, str, int]] = []
+    pos = 0
+    for i, tel, take_id, weight, proactive, gap in per_msg:
+        n, pos = int(raw[pos]), pos + 1
+        attempts: list[Attempt] = []
+        for _ in range(n):
+            chip = order[int(raw[pos]) - 1]
+            if int(raw[pos + 1]) == 1:
+                ticket = Ticket(take_id, "redis", tel, chip, weight, proactive)
+                attempts.append((chip, _count(Decision(True, "redis", ticket=ticket))))
+                tickets.append((ticket, takes[i].tipo, gap))
+                pos += 2
+            else:
+                limit, at = str(raw[pos + 2]), int(raw[pos + 3])
+                d = Decision(False, "redis", limit, _reason(limit, at), _when(at))
+                attempts.append((chip, _count(d)))
+                pos += 4
+        last = attempts[-1][1] if attempts else None
+        if last is not None and last.limit == "medico_daily" and await _override_cached(app, tel):
+            continue  # the Redis flag was lost: this one is taken again on its own
+        out[i] = attempts
+    if tickets:
+        try:  # the event log the Postgres fallback counts; Redis decided, so best effort
+            async with app.pool.connection(timeout=2.0) as conn:
+                await _insert_events(conn, now, tickets)
+        except Exception as exc:
+            log.warning("ratelimit.event_not_recorded", error=str(exc), count=len(tickets))
+    return out
+
+
+async def _insert_events(conn: Any, now: datetime, tickets: list[tuple[Ticket, str, int]]) -> None:
+    """:func:`_insert_event` for a batch of takes, in one statement."""
+    await conn.execute(
+        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))"
+        " INSERT INTO rate_limit_events (take_id, at, tipo, proactive, telefone, chip_id,"
+        " weight, gap_ms, backend)"
+        " SELECT t.take_id::uuid, %s, t.tipo, t.proactive, t.telefone, t.chip_id, t.weight,"
+        " t.gap_ms, t.backend FROM async_commit, unnest(%s::text[], %s::text[], %s::boolean[],"
+        " %s::text[], %s::text[], %s::int[], %s::int[], %s::text[])"
+        " AS t(take_id, tipo, proactive, telefone, chip_id, weight, gap_ms, backend)",
+        (now, [t.take_id for t, _, _ in tickets], [tipo for _, tipo, _ in tickets],
+         [t.proactive for t, _, _ in tickets], [t.telefone for t, _, _ in tickets],
+         [t.chip_id for t, _, _ in tickets], [t.weight for t, _, _ in tickets],
+         [g for _, _, g in tickets], [t.backend for t, _, _ in tickets]),
+    )  # fmt: skip
