@@ -17,6 +17,7 @@ from julia.domain import medicos
 from julia.fila import queue
 from julia.fila.queue import NewMessage
 from julia.gateways.base import RETRY_AFTER_MAX_S, parse_retry_after
+from julia.guardrails import rules as guardrails_rules
 from julia.outbound import consumer, send
 from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
@@ -175,7 +176,7 @@ async def test_when_the_consent_check_cannot_run_nothing_is_sent_and_nothing_is_
     async def unreachable(*_: object) -> None:
         raise OSError("postgres went away")
 
-    monkeypatch.setattr(queue, "opted_out_doctors", unreachable)
+    monkeypatch.setattr(guardrails_rules, "opted_out_now", unreachable)
     await send.process_batch(app, "w1", batch)
     m = await queue.get(app, r.id)
     assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)

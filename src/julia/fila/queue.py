@@ -369,20 +369,6 @@ async def claim(app: App, worker_id: str, limit: int) -> list[Mensagem]:
     return rows
 
 
-async def opted_out_doctors(
-    app: App, medico_ids: list[int], telefones: list[str]
-) -> tuple[set[int], set[str]]:
-    """Of these doctors (by id or phone), those who opted out: ``(ids, phones)``."""
-    async with app.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, telefone FROM medicos WHERE opted_out"
-            " AND (id = ANY(%s) OR telefone = ANY(%s))",
-            (medico_ids, telefones),
-        )
-        rows = await cur.fetchall()
-    return {r["id"] for r in rows}, {r["telefone"] for r in rows}
-
-
 async def mark_send_started(
     app: App, worker_id: str, routes: dict[int, tuple[str, int | None]]
 ) -> set[int]:

@@ -236,6 +236,22 @@ class Verdict:
         return d
 
 
+async def opted_out_now(
+    app: App, medico_ids: Sequence[int], telefones: Sequence[str]
+) -> tuple[set[int], set[str]]:
+    """Of these doctors (by id or phone), those who opted out, read now: the last-moment
+    consent check right before a gateway call (``julia.outbound.guards.may_still_send``),
+    after :func:`at_send` screened the batch. Returns ``(ids, phones)``."""
+    async with app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, telefone FROM medicos WHERE opted_out"
+            " AND (id = ANY(%s) OR telefone = ANY(%s))",
+            (list(medico_ids), list(telefones)),
+        )
+        rows = await cur.fetchall()
+    return {r["id"] for r in rows}, {r["telefone"] for r in rows}
+
+
 async def check(app: App, telefone: str, tipo: str = "campanha") -> Verdict:
     """Every rule for one doctor and message type right now, with why (``guardrails check``)."""
     from_tipos = ("resposta", "followup", "prospeccao", "campanha", "humano", "sistema")

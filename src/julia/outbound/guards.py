@@ -14,7 +14,7 @@ import random
 from typing import TYPE_CHECKING
 
 from julia.core.app import App
-from julia.fila import queue
+from julia.guardrails import rules as guardrails
 from julia.resilience import ratelimit
 from julia.resilience.retry import backoff_delay
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 async def may_still_send(app: App, m: Mensagem) -> bool:
     """Whether ``m`` may still go out: checked right before its gateway call, so an
     opt-out committed while it waited in the batch stops it (LGPD). The one send-time
-    consent check (the guardrails take it over)."""
+    consent check, asked of the guardrails."""
     return not await _optouts(app).opted_out(m.medico_id, m.telefone)
 
 
@@ -53,7 +53,7 @@ class _OptOutProbe:
         while self.waiting:
             round_, self.waiting = self.waiting, []
             try:
-                ids, tels = await queue.opted_out_doctors(
+                ids, tels = await guardrails.opted_out_now(
                     self.app,
                     sorted({i for i, _, _ in round_ if i is not None}),
                     sorted({t for _, t, _ in round_}),
