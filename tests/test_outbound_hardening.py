@@ -5,8 +5,10 @@ acceptance is never sent twice."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from julia.fila import queue
 from julia.fila.queue import NewMessage
 from julia.gateways.base import RETRY_AFTER_MAX_S, parse_retry_after
 from julia.guardrails import rules as guardrails_rules
-from julia.outbound import consumer, send
+from julia.outbound import consumer, guards, send
 from julia.sandbox.gateway import control as sandbox
 from julia.settings import Settings
 
@@ -181,3 +183,149 @@ async def test_when_the_consent_check_cannot_run_nothing_is_sent_and_nothing_is_
     m = await queue.get(app, r.id)
     assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)
     assert sandbox(app, "/_sandbox/messages") == []
+
+
+# --- the last-moment opt-out query, skipped only when nothing can be new --------------
+
+
+@pytest.fixture
+async def listening(sandbox_app: App) -> AsyncIterator[guards.OptOutWatch]:
+    """The worker's listener (``LISTEN julia_fila, julia_optout``) running on the app."""
+    watch = guards.optout_watch(sandbox_app)
+    task = asyncio.create_task(consumer.listen(sandbox_app, asyncio.Event()))
+    for _ in range(500):
+        if watch.live:
+            break
+        await asyncio.sleep(0.01)
+    assert watch.live
+    try:
+        yield watch
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def counting_queries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the last-moment opt-out queries (they still run, for real)."""
+    calls: list[int] = []
+    real = guardrails_rules.opted_out_now
+
+    async def counted(app: App, ids: Any, tels: Any) -> Any:
+        calls.append(len(tels))
+        return await real(app, ids, tels)
+
+    monkeypatch.setattr(guardrails_rules, "opted_out_now", counted)
+    return calls
+
+
+async def test_a_listening_worker_skips_the_query_when_no_opt_out_was_announced(
+    sandbox_app: App, listening: guards.OptOutWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = counting_queries(monkeypatch)
+    await queue.enqueue_many(
+        sandbox_app, [NewMessage(f"m{i}", telefone=f"+55119999900{i:02d}") for i in range(10)]
+    )
+    report = await send.process_batch(sandbox_app, "w1", await queue.claim(sandbox_app, "w1", 10))
+    assert report.sent == 10 and calls == []
+
+
+async def test_without_the_listener_every_send_is_checked(
+    sandbox_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = counting_queries(monkeypatch)
+    await queue.enqueue_many(
+        sandbox_app, [NewMessage(f"m{i}", telefone=f"+55119999900{i:02d}") for i in range(10)]
+    )
+    report = await send.process_batch(
+        sandbox_app, "w1", await queue.claim(sandbox_app, "w1", 10), concurrency=1
+    )
+    assert report.sent == 10 and sum(calls) == 10
+
+
+async def test_a_listening_worker_stops_what_waits_once_the_opt_out_is_announced(
+    sandbox_app: App, listening: guards.OptOutWatch
+) -> None:
+    """As the test above without the listener: the opt-out commits while the batch sends,
+    is announced, and nothing after it reaches the doctor."""
+    app = sandbox_app
+    async with app.pool.connection() as conn:
+        await conn.execute("INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr. X')", (PHONE,))
+    await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(20)])
+    sandbox(app, "/_sandbox/faults", "POST", json={"latency_ms": 100})
+    batch = await queue.claim(app, "w1", 100)
+    task = asyncio.create_task(send.process_batch(app, "w1", batch, concurrency=1))
+    for _ in range(200):
+        if len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages")) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    before = listening.heard
+    await medicos.optout(app, PHONE, motivo="PARE")
+    for _ in range(500):  # announced by the trigger, heard by the listener
+        if listening.heard > before:
+            break
+        await asyncio.sleep(0.01)
+    assert listening.heard > before
+    at_optout = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
+    report = await task
+    reached = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
+    assert reached <= at_optout + 1, (at_optout, reached)  # only what was in flight
+    assert report.blocked >= 20 - reached and report.sent == reached
+
+
+async def test_a_send_that_waited_longer_than_the_trust_is_checked(
+    settings: Settings, clock: FrozenClock, sandbox_gateway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = settings.model_copy(
+        update={"evolution_url": sandbox_gateway, "rate_limits_enabled": False,
+                "worker_optout_trust_s": 0.0}
+    )  # fmt: skip
+    async with App.open(quick, clock=clock) as app:
+        watch = guards.optout_watch(app)
+        task = asyncio.create_task(consumer.listen(app, asyncio.Event()))
+        try:
+            for _ in range(500):
+                if watch.live:
+                    break
+                await asyncio.sleep(0.01)
+            calls = counting_queries(monkeypatch)
+            await queue.enqueue(app, NewMessage("x", telefone=PHONE))
+            report = await send.process_batch(app, "w1", await queue.claim(app, "w1", 10))
+            assert report.sent == 1 and calls == [1]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_every_opt_out_write_is_announced(sandbox_app: App) -> None:
+    """The trigger announces what the query would find: a new opt-out, an opted-out
+    doctor inserted or given a new phone; not an unrelated update."""
+    import psycopg
+
+    app = sandbox_app
+    async with await psycopg.AsyncConnection.connect(
+        app.endpoints.database_url, autocommit=True
+    ) as ear:
+        await ear.execute(f"LISTEN {guardrails_rules.OPTOUT_CHANNEL}")
+
+        async def announced(sql: str, *params: Any) -> bool:
+            async with app.pool.connection() as conn:
+                await conn.execute(sql, params)
+            got = False
+            gen = ear.notifies(timeout=0.5)
+            async for _ in gen:
+                got = True
+                break
+            return got
+
+        insert = "INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr. Y')"
+        assert not await announced(insert, "+5511999990077")
+        optout = "UPDATE medicos SET opted_out = true, opted_out_em = now() WHERE telefone = %s"
+        assert await announced(optout, "+5511999990077")
+        assert not await announced("UPDATE medicos SET nome = 'Dra. Y' WHERE telefone = %s",
+                                   "+5511999990077")  # fmt: skip
+        assert await announced("UPDATE medicos SET telefone = %s WHERE telefone = %s",
+                               "+5511999990078", "+5511999990077")  # fmt: skip
+        assert await announced(
+            "INSERT INTO medicos (telefone, nome, opted_out, opted_out_em)"
+            " VALUES (%s, 'Dr. Z', true, now())", "+5511999990079",
+        )  # fmt: skip

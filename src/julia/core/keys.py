@@ -17,6 +17,10 @@ class Keys:
     def key(self, *parts: object) -> str:
         return ":".join([self.namespace, *(str(p) for p in parts)])
 
+    def channel(self, *parts: object) -> str:
+        """A pub/sub channel of this namespace: a name, not a key (nothing is stored)."""
+        return self.key(*parts)
+
     def pattern(self) -> str:
         """Glob matching every key of this namespace (tests and resets)."""
         return f"{self.namespace}:*"

@@ -37,6 +37,12 @@ class FilaSettings(BaseSettings):
     worker_batch_size: int = Field(
         default=100, ge=1, description="Messages a worker claims in one round trip."
     )
+    worker_optout_trust_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="For how long after its batch was screened a send skips the last-moment"
+        " opt-out query, while the worker hears every opt-out and none came (0: always ask).",
+    )
     worker_poll_interval_s: float = Field(
         default=0.5, gt=0, description="Seconds between polls when no NOTIFY arrives."
     )

@@ -236,6 +236,11 @@ class Verdict:
         return d
 
 
+#: Postgres announces every opt-out here (migration 0014), matching what
+#: :func:`opted_out_now` reads.
+OPTOUT_CHANNEL = "julia_optout"
+
+
 async def opted_out_now(
     app: App, medico_ids: Sequence[int], telefones: Sequence[str]
 ) -> tuple[set[int], set[str]]:

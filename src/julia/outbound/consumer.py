@@ -5,6 +5,7 @@ It wakes on ``LISTEN julia_fila`` (every enqueue NOTIFYs) and also polls every
 (claiming the next while the current one sends) under one concurrency limit,
 renews its leases every third of ``JULIA_FILA_LEASE_S`` (and sends nothing once
 it could not renew them in time),
+hears every breaker change (:func:`julia.resilience.breaker.watch`),
 and, at start and every ``JULIA_WORKER_RESCUE_INTERVAL_S``, rescues expired
 leases, reconciles uncertain sends and expires stale messages. When ``stop`` is
 set it claims nothing more, gives in-flight sends ``JULIA_WORKER_GRACE_S`` to
@@ -22,7 +23,9 @@ import psycopg
 from julia.core.app import App
 from julia.core.logs import get_logger
 from julia.fila import queue
-from julia.outbound import send
+from julia.guardrails import rules as guardrails
+from julia.outbound import guards, send
+from julia.resilience import breaker
 
 log = get_logger(__name__)
 
@@ -37,7 +40,10 @@ def counters(app: App) -> dict[str, int]:
 
 
 async def listen(app: App, wake: asyncio.Event) -> None:
-    """Set ``wake`` on every NOTIFY of the queue channel; reconnect on failure."""
+    """Set ``wake`` on every NOTIFY of the queue channel, and tell the opt-out watch of
+    every opt-out announced (:class:`julia.outbound.guards.OptOutWatch`); reconnect on
+    failure."""
+    watch = guards.optout_watch(app)
     while True:
         try:
             conn = await psycopg.AsyncConnection.connect(
@@ -45,14 +51,22 @@ async def listen(app: App, wake: asyncio.Event) -> None:
             )
             async with conn:
                 await conn.execute(f"LISTEN {queue.CHANNEL}")
+                await conn.execute(f"LISTEN {guardrails.OPTOUT_CHANNEL}")
+                watch.listening()
                 wake.set()  # anything enqueued while we were not listening
-                async for _ in conn.notifies():
-                    wake.set()
+                async for n in conn.notifies():
+                    if n.channel == guardrails.OPTOUT_CHANNEL:
+                        watch.announced()
+                    else:
+                        wake.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("fila.listen_failed", error=str(exc))
+            watch.deaf()
             await asyncio.sleep(app.settings.worker_poll_interval_s * 4)
+        finally:
+            watch.deaf()
 
 
 async def maintain(app: App) -> None:
@@ -97,6 +111,8 @@ async def run(app: App, stop: asyncio.Event, worker_id: str) -> None:
         asyncio.create_task(listen(app, wake), name="fila-listen"),
         asyncio.create_task(_maintenance_loop(app), name="fila-maintenance"),
         asyncio.create_task(lease.run(), name="fila-lease"),
+        # closed breakers let sends through without a round trip while it hears
+        asyncio.create_task(breaker.watch(app), name="breaker-watch"),
     ]
     stopping = asyncio.create_task(stop.wait())
     try:

@@ -5,12 +5,20 @@ gateway call goes through the breakers in :func:`julia.chips.sending.send`: one 
 path. What is left here: the send-time opt-out check (:func:`may_still_send`), giving
 back the slots of a message that was not sent, and the retry delay (the shared
 exponential backoff with full jitter).
+
+The last-moment opt-out query is skipped when it cannot find anything new: the worker's
+listener hears every opt-out Postgres announces (:class:`OptOutWatch`), and none came
+since the message's batch was screened, not longer ago than
+``JULIA_WORKER_OPTOUT_TRUST_S``. Otherwise (no listener, an opt-out heard, a long wait)
+the query runs, as it always did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from julia.core.app import App
@@ -22,10 +30,58 @@ if TYPE_CHECKING:
     from julia.fila.queue import Mensagem
 
 
-async def may_still_send(app: App, m: Mensagem) -> bool:
+@dataclass
+class OptOutWatch:
+    """What this worker heard of opt-outs (``LISTEN`` on
+    :data:`julia.guardrails.rules.OPTOUT_CHANNEL`, kept by the outbound consumer)."""
+
+    live: bool = False
+    #: Opt-outs heard, plus every start and end of listening (what was known goes stale).
+    heard: int = 0
+
+    def listening(self) -> None:
+        self.live, self.heard = True, self.heard + 1
+
+    def announced(self) -> None:
+        self.heard += 1
+
+    def deaf(self) -> None:
+        self.live, self.heard = False, self.heard + 1
+
+
+def optout_watch(app: App) -> OptOutWatch:
+    watch: OptOutWatch = app.extensions.setdefault("outbound.optout_watch", OptOutWatch())
+    return watch
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Where the opt-outs heard stood when a batch's guardrails statement started."""
+
+    heard: int | None  # None: not listening
+    at: float  # time.monotonic()
+
+
+def screening(app: App) -> Screened:
+    """Taken right before the batch's guardrails statement (its snapshot comes after)."""
+    watch = optout_watch(app)
+    return Screened(watch.heard if watch.live else None, time.monotonic())
+
+
+async def may_still_send(app: App, m: Mensagem, screened: Screened | None = None) -> bool:
     """Whether ``m`` may still go out: checked right before its gateway call, so an
     opt-out committed while it waited in the batch stops it (LGPD). The one send-time
-    consent check, asked of the guardrails."""
+    consent check, asked of the guardrails; skipped when nothing was announced since the
+    batch was ``screened`` (the module's docstring says when)."""
+    watch = optout_watch(app)
+    if (
+        screened is not None
+        and screened.heard is not None
+        and watch.live
+        and watch.heard == screened.heard
+        and time.monotonic() - screened.at < app.settings.worker_optout_trust_s
+    ):
+        return True
     return not await _optouts(app).opted_out(m.medico_id, m.telefone)
 
 

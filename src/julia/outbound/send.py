@@ -399,9 +399,9 @@ class _NotChecked(Exception):
     """The send-time consent check could not be made (Postgres unreachable)."""
 
 
-async def _consent(app: App, m: Mensagem) -> bool:
+async def _consent(app: App, m: Mensagem, screened: guards.Screened) -> bool:
     try:
-        return await guards.may_still_send(app, m)
+        return await guards.may_still_send(app, m, screened)
     except Exception as exc:
         log.warning("fila.optout_check_failed", id=m.id, error=f"{type(exc).__name__}: {exc}")
         raise _NotChecked(str(exc)) from exc
@@ -433,6 +433,7 @@ async def _run_batch(
                       motivo="the doctor opted out before it was sent")  # fmt: skip
 
     # 1. the guardrails (opt-out, erasure, manual block, human control, contact cap), at send time
+    screened = guards.screening(app)
     blocked = await guardrails.at_send(app, worker_id, [m.id for m in batch])
     todo: list[Mensagem] = []
     for m in batch:
@@ -496,7 +497,7 @@ async def _run_batch(
                     result = Result(m.id, Status.PENDENTE, Outcome.RELEASED, motivo=why,
                                     proxima=now, give_back_attempt=True)  # fmt: skip
                     outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
-                elif not await _consent(app, m):  # opted out while it waited
+                elif not await _consent(app, m, screened):  # opted out while it waited
                     result = blocked_optout(m)
                     outcome = SendOutcome(m, route, result.status, result.outcome, None, None)
                 else:

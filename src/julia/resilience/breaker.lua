@@ -2,6 +2,8 @@
 -- julia.resilience.breaker.step (the local fallback when Redis is down).
 --
 -- KEYS[1]  the breaker's hash
+-- KEYS[2]  the channel every change is published on (its payload: KEYS[1]), so the
+--          processes that trust a closed breaker without asking hear when it changed
 -- ARGV     op, now_ms, threshold, rate, window_size, min_calls, base_ms, factor, max_ms,
 --          trials_max, trial_timeout_ms, ttl_ms, half_open_retry_ms, arg1, arg2, arg3
 --   op = acquire                          -> may let the call through
@@ -148,6 +150,7 @@ if changed then
     'open_until', open_until, 'trials', trials, 'trial_ok', trial_ok,
     'trial_deadline', trial_deadline, 'window', window, 'last_error', last_error,
     'updated', now)
+  redis.call('PUBLISH', KEYS[2], key)
 end
 if changed or op == 'acquire' then redis.call('PEXPIRE', key, ttl) end
 

@@ -15,15 +15,21 @@ line (``breaker.transition``) and a metric.
 If Redis is unreachable a breaker keeps going on local, per-process state (seeded
 from the last state it saw in Redis), says ``backend="local"`` in its status, and
 never raises because of Redis.
+
+A process that runs :func:`watch` (the worker does) hears every change of every breaker
+(``breaker.lua`` publishes each one), so a breaker it saw closed with a clean window lets
+calls through without a round trip until it hears of a change, or for at most
+``JULIA_BREAKER_TRUST_S``: on the send path the acquire costs nothing while all is well.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -347,9 +353,12 @@ class Breaker:
         self.name = name
         self.config = config
         self.key = app.keys.key("breaker", name)
+        self._keys = [self.key, _channel(app)]
         self._classifier = classifier
         self._local: dict[str, Any] = {}
         self.backend = "redis"
+        #: A closed, clean state heard of no change since: (watch stamp, it, until).
+        self._trusted: tuple[tuple[int, int], _Result, float] | None = None
 
     def classify(self, exc: BaseException) -> tuple[Outcome, str]:
         if self._classifier is not None:
@@ -362,7 +371,7 @@ class Breaker:
         health = redis_health(self.app)
         if health.usable(now):
             try:
-                raw = await script(self.app, "breaker")(keys=[self.key], args=argv)
+                raw = await script(self.app, "breaker")(keys=self._keys, args=argv)
             except REDIS_ERRORS as exc:
                 health.failed(now, exc)
             else:
@@ -420,23 +429,50 @@ class Breaker:
 
     async def acquire(self) -> Permit:
         """Let one call through, or raise :class:`CircuitOpen` (with ``retry_at``)."""
-        res = await self._run("acquire")
+        res = self._trusted_result()
+        if res is None:
+            stamp = _watch(self.app).stamp(self.key)
+            res = await self._run("acquire")
+            self._trust(stamp, res)
         await self._note(res)
         return self._permit(res)
+
+    def _steady(self, res: _Result) -> bool:
+        """Closed with no failure in a full window: a success would change nothing."""
+        return (
+            res.state == "closed"
+            and res.consecutive_failures == 0
+            and res.window == "0" * self.config.window_calls
+        )
+
+    def _trusted_result(self) -> _Result | None:
+        """The closed state last seen, while :func:`watch` has heard no change since."""
+        trusted = self._trusted
+        if trusted is None:
+            return None
+        stamp, res, until = trusted
+        if time.monotonic() >= until or _watch(self.app).stamp(self.key) != stamp:
+            self._trusted = None
+            return None
+        return res
+
+    def _trust(self, stamp: tuple[int, int] | None, res: _Result) -> None:
+        """Remember ``res`` (read after ``stamp`` was taken) when it is closed and clean."""
+        seconds = self.app.settings.breaker_trust_s
+        if stamp is not None and seconds > 0 and res.allowed and self._steady(res):
+            self._trusted = (stamp, replace(res, transitions=[]), time.monotonic() + seconds)
+        else:
+            self._trusted = None
 
     def _permit(self, res: _Result) -> Permit:
         if not res.allowed:
             metrics.CIRCUIT_REFUSED.labels(self.name).inc()
             raise CircuitOpen(self.name, res.state, res.retry_at)
-        steady = (
-            res.state == "closed"
-            and res.consecutive_failures == 0
-            and res.window == "0" * self.config.window_calls
-        )
-        return Permit(self, res.epoch, res.trial, steady=steady)
+        return Permit(self, res.epoch, res.trial, steady=self._steady(res))
 
     async def record(self, permit: Permit, outcome: Outcome, error_type: str = "") -> None:
         """Report a permitted call's outcome (``guard`` and ``call`` do it for you)."""
+        self._trusted = None  # what it changes is heard back; until then, ask
         await self._note(await self._run("record", outcome, permit.epoch, error_type))
 
     @asynccontextmanager
@@ -490,7 +526,7 @@ class Breaker:
         now = self.app.clock.now()
         try:
             raw = await script(self.app, "breaker")(
-                keys=[self.key],
+                keys=self._keys,
                 args=["force", to_ms(now), *self.config.argv(), target, 0, motivo],
             )
         except REDIS_ERRORS as exc:
@@ -565,7 +601,7 @@ async def _run_many(app: App, calls: Sequence[tuple[Breaker, str, str, int, str]
             async with app.redis.pipeline(transaction=False) as pipe:
                 for b, op, arg1, arg2, arg3 in calls:
                     argv = [op, to_ms(now), *b.config.argv(), arg1, arg2, arg3]
-                    await lua(keys=[b.key], args=argv, client=pipe)
+                    await lua(keys=b._keys, args=argv, client=pipe)
                 raws = await pipe.execute()
         except REDIS_ERRORS as exc:
             health.failed(now, exc)
@@ -581,13 +617,29 @@ async def _run_many(app: App, calls: Sequence[tuple[Breaker, str, str, int, str]
     return [await b._run(op, arg1, arg2, arg3) for b, op, arg1, arg2, arg3 in calls]
 
 
+async def _acquire_all(app: App, items: Sequence[Breaker]) -> list[_Result]:
+    """Each breaker's acquire: the trusted ones (:meth:`Breaker._trusted_result`) at no
+    cost, the others in one round trip."""
+    trusted = [b._trusted_result() for b in items]
+    ask = [b for b, t in zip(items, trusted, strict=True) if t is None]
+    if not ask:
+        return [t for t in trusted if t is not None]
+    w = _watch(app)
+    stamps = [w.stamp(b.key) for b in ask]  # before asking: a change heard meanwhile counts
+    asked = await _run_many(app, [(b, "acquire", "", 0, "") for b in ask])
+    for b, stamp, res in zip(ask, stamps, asked, strict=True):
+        b._trust(stamp, res)
+    fresh = iter(asked)
+    return [t if t is not None else next(fresh) for t in trusted]
+
+
 @asynccontextmanager
 async def guard_all(app: App, items: Sequence[Breaker]) -> AsyncIterator[list[Permit]]:
     """Nested :meth:`Breaker.guard` blocks, outermost first, with one round trip to
     acquire them all and one to record the outcome. The first that refuses raises its
     :class:`CircuitOpen` (the permits the others gave are released, as if never asked);
     each breaker classifies the block's exception on its own."""
-    results = await _run_many(app, [(b, "acquire", "", 0, "") for b in items])
+    results = await _acquire_all(app, items)
     for b, res in zip(items, results, strict=True):
         await b._note(res)
     refused = next((i for i, r in enumerate(results) if not r.allowed), None)
@@ -625,6 +677,8 @@ async def _record_all(
         if not (steady_skip and outcome == "ok" and p.steady)  # a steady success: a no-op
     ]
     if calls:
+        for b, *_ in calls:
+            b._trusted = None  # what it changes is heard back; until then, ask
         for (b, *_), res in zip(calls, await _run_many(app, calls), strict=True):
             await b._note(res)
 
@@ -642,7 +696,7 @@ async def statuses(app: App, items: Sequence[Breaker]) -> list[BreakerStatus]:
             async with app.redis.pipeline(transaction=False) as pipe:
                 for b in items:
                     argv = ["status", to_ms(now), *b.config.argv(), "", 0, ""]
-                    await lua(keys=[b.key], args=argv, client=pipe)
+                    await lua(keys=b._keys, args=argv, client=pipe)
                 raws = await pipe.execute()
         except REDIS_ERRORS as exc:
             health.failed(now, exc)
@@ -656,6 +710,59 @@ async def statuses(app: App, items: Sequence[Breaker]) -> list[BreakerStatus]:
                 out.append(b._status_of(res))
             return out
     return [await b.status() for b in items]
+
+
+# --- hearing of changes ---------------------------------------------------------------
+
+
+@dataclass
+class _Watch:
+    """What this process heard of breaker changes (:func:`watch`)."""
+
+    live: bool = False
+    #: Bumped whenever the subscription starts or ends: what was trusted is then stale.
+    epoch: int = 0
+    #: Changes heard per breaker key.
+    changes: dict[str, int] = field(default_factory=dict)
+
+    def stamp(self, key: str) -> tuple[int, int] | None:
+        """Where the changes of ``key`` stand now; None when nothing is being heard."""
+        return (self.epoch, self.changes.get(key, 0)) if self.live else None
+
+
+def _watch(app: App) -> _Watch:
+    w: _Watch = app.extensions.setdefault("breakers.watch", _Watch())
+    return w
+
+
+def _channel(app: App) -> str:
+    return app.keys.channel("breaker", "changed")
+
+
+async def watch(app: App, *, retry_s: float = 1.0) -> None:
+    """Hear every breaker change (published by ``breaker.lua``) until cancelled, so that
+    closed breakers let calls through without a round trip; resubscribes after a failure.
+    Without it every acquire asks Redis."""
+    w = _watch(app)
+    while True:
+        try:
+            async with app.redis.pubsub() as pubsub:
+                await pubsub.subscribe(_channel(app))
+                async for message in pubsub.listen():
+                    if message["type"] == "subscribe":  # also after a silent reconnect
+                        w.epoch += 1
+                        w.live = True
+                    elif message["type"] == "message":
+                        key = str(message["data"])
+                        w.changes[key] = w.changes.get(key, 0) + 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("breaker.watch_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            w.live = False
+            w.epoch += 1
+        await asyncio.sleep(retry_s)
 
 
 def breakers(app: App) -> Breakers:

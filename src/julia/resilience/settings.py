@@ -46,6 +46,12 @@ class ResilienceSettings(BaseSettings):
     breaker_chip_count_status: list[int] = Field(
         default=[403, 429], description="4xx statuses that count as failures for chip breakers."
     )
+    breaker_trust_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a worker lets calls through a breaker it saw closed and clean"
+        " without asking Redis, while it hears every change (0: ask on every call).",
+    )
     breaker_redis_retry_s: float = Field(
         default=5.0,
         gt=0,
