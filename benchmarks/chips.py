@@ -4,9 +4,11 @@
   connection, breaker state per eligible chip, the rate-limit reservation, the
   selection-log row) with 10 active chips, the slot given back; sequential, one
   process; p50/p99 in microseconds and selections per second.
-* ``drain``: MESSAGES replies drained by the queue's ``process_batch`` (claim, route,
-  send over HTTP to the in-process sandbox gateway at zero latency, finish) in one
-  process, once with no chips (the single instance) and once with 10 chips (every
+* ``drain``: MESSAGES replies drained by the worker's outbound consumer (claim, route,
+  send over HTTP to the in-process sandbox gateway at zero latency, finish; with what
+  it runs beside: the listener and the breaker watch) in one process, after WARMUP
+  replies that are not measured (new chips' breakers fill their windows), once with
+  no chips (the single instance) and once with 10 chips (every
   message selected, sent through its chip's breaker, its events recorded); sends per
   second and the ratio, the CPU milliseconds per send (this process's event loop thread;
   the sandbox answers from another thread) and due→sent p50/p99 while draining. Rate
@@ -34,12 +36,14 @@ from julia.core import logs, migrations
 from julia.core.app import App, resolve_endpoints
 from julia.fila import queue
 from julia.fila.queue import NewMessage
-from julia.outbound import send
+from julia.outbound import consumer
 from julia.resilience import ratelimit
 from julia.sandbox.gateway import running
 from julia.settings import Settings
 
 SELECTIONS, MESSAGES, RUNS = 1_000, 2_000, 3
+#: Replies sent before a drain is measured: each of 10 chips' breakers fills its window.
+WARMUP = 500
 
 
 async def _chips(app: App) -> None:
@@ -70,20 +74,20 @@ async def bench_drain(settings: Settings, with_chips: bool) -> dict[str, float]:
     async with App.open(settings) as app:
         if with_chips:
             await _chips(app)
-        await queue.enqueue_many(
-            app, [NewMessage(f"m{i}", telefone=f"+55119{i:08d}", tipo="resposta")
-                  for i in range(MESSAGES)],
-        )  # fmt: skip
-        # thread_time: this loop's CPU only (the sandbox answers from its own thread)
-        t, cpu = time.perf_counter(), time.thread_time()
-        sent = 0
-        while sent < MESSAGES:
-            batch = await queue.claim(app, "bench", app.settings.worker_batch_size)
-            if not batch:
-                break
-            sent += (await send.process_batch(app, "bench", batch)).sent
-        took, cpu = time.perf_counter() - t, time.thread_time() - cpu
-        assert sent == MESSAGES, sent
+        stop = asyncio.Event()
+        worker = asyncio.create_task(consumer.run(app, stop, "bench"))  # as `julia worker`
+        try:
+            # new breakers fill their windows first, as they have in production
+            await _sent(app, [_reply("w", i, "+551198") for i in range(WARMUP)], WARMUP)
+            async with app.pool.connection() as conn:
+                await conn.execute("DELETE FROM fila_mensagens")
+            # thread_time: this loop's CPU only (the sandbox answers from its own thread)
+            t, cpu = time.perf_counter(), time.thread_time()
+            await _sent(app, [_reply("m", i, "+55119") for i in range(MESSAGES)], MESSAGES)
+            took, cpu = time.perf_counter() - t, time.thread_time() - cpu
+        finally:
+            stop.set()
+            await worker
         async with app.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT extract(epoch FROM enviada_em - agendar_para) * 1000 AS ms"
@@ -91,12 +95,24 @@ async def bench_drain(settings: Settings, with_chips: bool) -> dict[str, float]:
             )
             lat = [float(r["ms"]) for r in await cur.fetchall()]
         await _reset(app)
+    assert len(lat) == MESSAGES, len(lat)
     return {
         "per_s": MESSAGES / took,
         "cpu_ms_per_send": cpu * 1000 / MESSAGES,
         "p50_ms": lat[len(lat) // 2],
         "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
     }
+
+
+def _reply(tag: str, i: int, prefix: str) -> NewMessage:
+    return NewMessage(f"{tag}{i}", telefone=f"{prefix}{i:0{13 - len(prefix)}d}", tipo="resposta")
+
+
+async def _sent(app: App, messages: list[NewMessage], n: int) -> None:
+    """Enqueue, then wait until the worker has sent ``n``."""
+    await queue.enqueue_many(app, messages)
+    while (await queue.stats(app))["enviada"] < n:  # noqa: ASYNC110 - Postgres says when
+        await asyncio.sleep(0.05)
 
 
 async def _reset(app: App) -> None:

@@ -13,11 +13,15 @@ def chip_breaker(app: App, chip_id: int) -> Breaker:
     """The breaker of one chip, with the chip threshold (3 by default), whoever made it first."""
     name = f"chip:{chip_id}"
     registry = breakers(app)
-    config = replace(
-        BreakerConfig.for_name(app.settings, name),
-        failure_threshold=app.settings.chip_breaker_failures,
-    )
+    config: BreakerConfig | None = app.extensions.get("chips.breaker_config")
+    if config is None:  # the same for every chip: built once (this is on the send path)
+        config = app.extensions["chips.breaker_config"] = replace(
+            BreakerConfig.for_name(app.settings, name),
+            failure_threshold=app.settings.chip_breaker_failures,
+        )
     existing = registry.items.get(name)
+    if existing is not None and existing.config is config:
+        return existing
     if existing is not None and existing.config != config:
         del registry.items[name]  # made elsewhere with the service defaults
     return registry.get(name, config=config)

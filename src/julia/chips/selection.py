@@ -203,8 +203,9 @@ async def _conversation_chips(app: App, reqs: Sequence[Request]) -> list[int | N
 
 
 async def _circuits(app: App, chip_ids: list[int], now: datetime) -> dict[int, str]:
-    """Every chip's breaker state in one round trip, ``open`` only while it still refuses."""
-    found = await statuses(app, [chip_breaker(app, i) for i in chip_ids])
+    """Every chip's breaker state in one round trip (none for those trusted closed),
+    ``open`` only while it still refuses."""
+    found = await statuses(app, [chip_breaker(app, i) for i in chip_ids], trusted=True)
     out = {}
     for chip_id, status in zip(chip_ids, found, strict=True):
         state: str = status.state
@@ -307,6 +308,13 @@ class _Choice:
     chosen: Candidate | None
     decision: ratelimit.Decision | None
     denials: list[ratelimit.Decision]
+    _logged: list[dict[str, Any]] | None = None
+
+    def logged(self) -> list[dict[str, Any]]:
+        """The candidates as the log row and the selection show them (built once)."""
+        if self._logged is None:
+            self._logged = [c.as_dict() for c in self.candidates]
+        return self._logged
 
 
 async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection | NoChipAvailable]:
@@ -465,7 +473,7 @@ async def _finish(app: App, ch: _Choice, log_id: int, now: datetime) -> Selectio
         motivo=motivo, emergency=ch.emergency, mensagem_id=req.mensagem_id,
         tentativa=req.tentativa,
     )  # fmt: skip
-    cands = [c.as_dict() for c in ch.candidates]
+    cands = ch.logged()
     return Selection(
         chosen.chip, decision, ch.emergency, ch.threshold, log_id, motivo, req.tentativa, cands
     )
@@ -498,7 +506,7 @@ async def _log_many(app: App, choices: list[_Choice], now: datetime) -> list[int
         {
             "mensagem_id": ch.req.mensagem_id, "tipo": ch.req.tipo, "telefone": ch.req.telefone,
             "conversa_id": ch.req.conversa_id, "tentativa": ch.req.tentativa,
-            "candidates": [c.as_dict() for c in ch.candidates],
+            "candidates": ch.logged(),
             "chosen_chip": ch.chosen.chip.id if ch.chosen is not None else None,
             "motivo": _motivo(ch), "emergency": ch.emergency, "threshold": ch.threshold,
             "excluded": sorted(ch.req.exclude),
