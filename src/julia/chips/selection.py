@@ -329,7 +329,10 @@ async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection 
     chips = await _candidates(app, requests, now)
     conv_chips = await _conversation_chips(app, requests)
     circuits = await _circuits(app, [b.chip.id for b in chips], now) if chips else {}
-    plans = [_plan(app, r, i, chips, conv_chips[i], circuits, now) for i, r in enumerate(requests)]
+    memo: dict[tuple[Any, ...], str] = {}  # one verdict per chip and kind of message
+    plans = [
+        _plan(app, r, i, chips, conv_chips[i], circuits, now, memo) for i, r in enumerate(requests)
+    ]
     ranked = await ratelimit.take_ranked(
         app, [ratelimit.RankedTake(tipos.rate_class(r.tipo), r.telefone, [
             (str(c.chip.id), (int(c.chip.id != conv), -c.afinidade, -c.chip.trust_score, c.chip.id))
@@ -370,11 +373,13 @@ class _Plan:
 
 def _plan(
     app: App, req: Request, i: int, chips: list[_PoolChip], conv_chip: int | None,
-    circuits: dict[int, str], now: datetime,
+    circuits: dict[int, str], now: datetime, memo: dict[tuple[Any, ...], str] | None = None,
 ) -> _Plan:  # fmt: skip
     """Emergency or not, the threshold, and the chips through the filters: emergency only
     when no chip qualifies with its breaker letting through (not when all are busy), which
-    the rate limits do not change."""
+    the rate limits do not change. ``memo`` keeps the filters' verdicts across a batch:
+    they depend on the chip and the kind of message only."""
+    memo = {} if memo is None else memo
     candidates = [
         Candidate(b.chip, b.afinidades[i], b.sent_24h, b.proactive_1h, b.proactive_24h)
         for b in chips
@@ -384,10 +389,13 @@ def _plan(
         emergency, threshold = mode, max(0, normal - app.settings.chip_emergency_drop * mode)
         passing = []
         for c in candidates:
-            c.why = _filter(
-                app, c, tipo=req.tipo, threshold=threshold, emergency=emergency,
-                exclude=req.exclude, now=now, avoid=req.avoid,
-            ) or "eligible"  # fmt: skip
+            key = (c.chip.id, req.tipo, threshold, emergency, req.exclude, req.avoid)
+            if key not in memo:
+                memo[key] = _filter(
+                    app, c, tipo=req.tipo, threshold=threshold, emergency=emergency,
+                    exclude=req.exclude, now=now, avoid=req.avoid,
+                ) or "eligible"  # fmt: skip
+            c.why = memo[key]
             if c.why == "eligible":
                 passing.append(c)
         if any(circuits[c.chip.id] not in _REFUSING for c in passing):

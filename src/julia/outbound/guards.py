@@ -50,7 +50,9 @@ class OptOutWatch:
 
 
 def optout_watch(app: App) -> OptOutWatch:
-    watch: OptOutWatch = app.extensions.setdefault("outbound.optout_watch", OptOutWatch())
+    watch: OptOutWatch | None = app.extensions.get("outbound.optout_watch")
+    if watch is None:  # asked on every send: no throwaway default built per call
+        watch = app.extensions["outbound.optout_watch"] = OptOutWatch()
     return watch
 
 

@@ -617,20 +617,21 @@ async def _run_many(app: App, calls: Sequence[tuple[Breaker, str, str, int, str]
     return [await b._run(op, arg1, arg2, arg3) for b, op, arg1, arg2, arg3 in calls]
 
 
-async def _acquire_all(app: App, items: Sequence[Breaker]) -> list[_Result]:
-    """Each breaker's acquire: the trusted ones (:meth:`Breaker._trusted_result`) at no
-    cost, the others in one round trip."""
+async def _acquire_all(app: App, items: Sequence[Breaker]) -> tuple[list[_Result], list[bool]]:
+    """Each breaker's acquire, and whether Redis was asked: the trusted ones
+    (:meth:`Breaker._trusted_result`) at no cost, the others in one round trip."""
     trusted = [b._trusted_result() for b in items]
     ask = [b for b, t in zip(items, trusted, strict=True) if t is None]
+    asked_flags = [t is None for t in trusted]
     if not ask:
-        return [t for t in trusted if t is not None]
+        return [t for t in trusted if t is not None], asked_flags
     w = _watch(app)
     stamps = [w.stamp(b.key) for b in ask]  # before asking: a change heard meanwhile counts
     asked = await _run_many(app, [(b, "acquire", "", 0, "") for b in ask])
     for b, stamp, res in zip(ask, stamps, asked, strict=True):
         b._trust(stamp, res)
     fresh = iter(asked)
-    return [t if t is not None else next(fresh) for t in trusted]
+    return [t if t is not None else next(fresh) for t in trusted], asked_flags
 
 
 @asynccontextmanager
@@ -639,9 +640,10 @@ async def guard_all(app: App, items: Sequence[Breaker]) -> AsyncIterator[list[Pe
     acquire them all and one to record the outcome. The first that refuses raises its
     :class:`CircuitOpen` (the permits the others gave are released, as if never asked);
     each breaker classifies the block's exception on its own."""
-    results = await _acquire_all(app, items)
-    for b, res in zip(items, results, strict=True):
-        await b._note(res)
+    results, fresh = await _acquire_all(app, items)
+    for b, res, asked in zip(items, results, fresh, strict=True):
+        if asked:  # a trusted state was noted when it was read
+            await b._note(res)
     refused = next((i for i, r in enumerate(results) if not r.allowed), None)
     if refused is not None:
         given = [
@@ -743,7 +745,9 @@ class _Watch:
 
 
 def _watch(app: App) -> _Watch:
-    w: _Watch = app.extensions.setdefault("breakers.watch", _Watch())
+    w: _Watch | None = app.extensions.get("breakers.watch")
+    if w is None:  # asked on every acquire: no throwaway default built per call
+        w = app.extensions["breakers.watch"] = _Watch()
     return w
 
 
@@ -784,7 +788,9 @@ async def watch(app: App, *, retry_s: float = 1.0) -> None:
 
 def breakers(app: App) -> Breakers:
     """The App's breaker registry."""
-    registry: Breakers = app.extensions.setdefault("breakers", Breakers(app))
+    registry: Breakers | None = app.extensions.get("breakers")
+    if registry is None:  # asked on every send: no throwaway default built per call
+        registry = app.extensions["breakers"] = Breakers(app)
     return registry
 
 
