@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
@@ -27,7 +27,7 @@ class ZApiGateway(HttpGateway):
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         base_url: str,
         tokens: dict[str, str],
         client_token: str | None,
