@@ -502,6 +502,22 @@ async def test_an_unreachable_gateway_error_names_where_it_went(
     assert f"127.0.0.1:{port}" in str(info.value) and "TOK1SECRET" not in str(info.value)
 
 
+async def test_a_redirect_is_not_followed(edge: Edge, http: aiohttp.ClientSession) -> None:
+    """aiohttp follows redirects unless told not to (httpx never did): a send answered 302
+    would come back as a GET elsewhere. A gateway that redirects a send has answered it."""
+
+    def reply(seen: Seen) -> Reply:
+        if seen.path == "/elsewhere":
+            return 201, fixture("evolution_sendText_response_201_docs.json"), {}
+        return 302, None, {"location": "/elsewhere"}
+
+    edge.reply = reply
+    with pytest.raises(GatewayServerError, match=r"without key\.id") as info:
+        await evolution(http, edge.url).send_text("julia", "5511999990001", "oi")
+    assert info.value.maybe_sent
+    assert [(s.method, s.path) for s in edge.seen] == [("POST", "/message/sendText/julia")]
+
+
 # --- proxies and the session's life -----------------------------------------------------------
 
 

@@ -237,9 +237,10 @@ class HttpGateway:
     ) -> Any:
         with wrap_gateway_errors(self.provider, url, self.deadline_s):
             async with asyncio.timeout(self.deadline_s):  # a slow drip ends here too
+                # a redirect is the gateway's answer, not an errand (httpx never followed one)
                 async with self.http.request(
                     method, url, json=body, headers=headers or self.headers,
-                    timeout=self.timeout, proxy=self.proxy,
+                    timeout=self.timeout, proxy=self.proxy, allow_redirects=False,
                 ) as response:  # fmt: skip
                     answer = Answer(response.status, response.headers, await response.read())
             raise_for_response(answer, self.provider)
