@@ -518,6 +518,20 @@ async def test_a_redirect_is_not_followed(edge: Edge, http: aiohttp.ClientSessio
     assert [(s.method, s.path) for s in edge.seen] == [("POST", "/message/sendText/julia")]
 
 
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:8080", "evolution/api", "http://", "http://evolution:80a"]
+)
+async def test_a_base_url_the_client_cannot_use_never_sends(
+    http: aiohttp.ClientSession, url: str
+) -> None:
+    """A misconfigured URL fails before any connection: nothing went out, and the error
+    names no token."""
+    with pytest.raises(GatewayNetworkError) as info:
+        await ZApiGateway(http, url, {"I": "TOK1SECRET"}, "C").send_text("I", "5511", "oi")
+    assert info.value.maybe_sent is False
+    assert "TOK1SECRET" not in str(info.value)
+
+
 # --- proxies and the session's life -----------------------------------------------------------
 
 

@@ -262,6 +262,10 @@ def wrap_gateway_errors(provider: str, url: str, deadline_s: float) -> Iterator[
         raise GatewayTimeout(
             f"{where} did not answer in time (deadline {deadline_s:g} s)", maybe_sent=True
         ) from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:  # ours, before connecting
+        raise GatewayNetworkError(
+            f"{where} unusable: {type(exc).__name__} (check the gateway's URL)", maybe_sent=False
+        ) from exc  # not str(exc): it quotes the whole URL, a Z-API token with it
     except aiohttp.ClientConnectorError as exc:  # refused, unreachable, DNS: never sent
         raise GatewayNetworkError(
             f"{where} unreachable: {type(exc).__name__}: {exc.os_error}", maybe_sent=False
@@ -279,7 +283,13 @@ def wrap_gateway_errors(provider: str, url: str, deadline_s: float) -> Iterator[
 def _origin(url: str) -> str:
     """Where the request went: scheme, host and port only (Z-API's path holds its token)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    if not parts.scheme or not parts.hostname:
+        return "(a URL without scheme or host)"
+    try:
+        port = parts.port
+    except ValueError:  # "host:80a": the port is junk, the host still says where
+        port = None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
 
 
 def jid_number(jid: str) -> str:
