@@ -8,10 +8,8 @@ speaks the same.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import aiohttp
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
@@ -21,6 +19,9 @@ from julia.gateways.base import (
     SentRecord,
     jid_number,
 )
+
+if TYPE_CHECKING:  # the session is julia.gateways.base's; only it speaks aiohttp
+    import aiohttp
 
 
 class EvolutionGateway(HttpGateway):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
 
 from julia.core.app import App
 from julia.core.errors import ConfigError
@@ -11,6 +11,9 @@ from julia.gateways import base
 from julia.gateways.base import Gateway
 from julia.gateways.evolution import EvolutionGateway
 from julia.gateways.zapi import ZApiGateway
+
+if TYPE_CHECKING:  # the session is julia.gateways.base's; only it speaks aiohttp
+    import aiohttp
 
 
 def session(app: App) -> aiohttp.ClientSession:

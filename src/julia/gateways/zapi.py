@@ -8,10 +8,8 @@ operator. Typing is shown through ``delayTyping`` on the send itself, so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import aiohttp
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
@@ -20,6 +18,9 @@ from julia.gateways.base import (
     SendResult,
     SentRecord,
 )
+
+if TYPE_CHECKING:  # the session is julia.gateways.base's; only it speaks aiohttp
+    import aiohttp
 
 
 class ZApiGateway(HttpGateway):
