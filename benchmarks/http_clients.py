@@ -10,7 +10,7 @@ rounds: CPU milliseconds per request and requests per second.
 
     python benchmarks/http_clients.py [--requests 3000] [--concurrency 8] [--runs 3]
 
-aiohttp is optional (``pip install aiohttp``); absent, it is reported as such.
+aiohttp (a dependency since the gateways speak it) is skipped, and said so, if absent.
 The last line is a JSON object of the figures.
 """
 

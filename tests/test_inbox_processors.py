@@ -1,5 +1,5 @@
 """The processor pipeline on real turns: opt-out, human takeover, groups, hours, bots, media,
-handoff, presence through the sandbox gateway (Evolution wire protocol, in-process)."""
+handoff, presence through the sandbox gateway (Evolution wire protocol, a real server here)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,19 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from julia.core.app import App
 from julia.core.clock import FrozenClock
 from julia.fila.queue import NewMessage, enqueue
+from julia.gateways import registry
 from julia.gateways.evolution import EvolutionGateway
 from julia.inbox import consumer, turns_awaiting_reply
 from julia.inbox.consumer import Turn
 from julia.inbox.processors import default_processors, next_opening, texts
 from julia.sandbox.gateway import SandboxState
 from julia.sandbox.gateway import create_app as create_sandbox
+from julia.sandbox.server import in_thread
 from julia.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -44,18 +47,43 @@ def upsert(text: str | None = None, number: str = PHONE[1:], **key: Any) -> dict
     return body
 
 
+class RecordCalls:
+    """ASGI middleware noting each request's path and JSON body as the sandbox receives it
+    (the body read whole first, then handed on unchanged)."""
+
+    def __init__(self, app: ASGIApp, calls: list[tuple[str, Any]]) -> None:
+        self.app, self.calls = app, calls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        self.calls.append((scope["path"], json.loads(body or b"null")))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 @pytest.fixture
 async def sandbox(app: App) -> AsyncIterator[tuple[SandboxState, list[tuple[str, Any]]]]:
-    """The sandbox Evolution gateway as the app's gateway; yields its state and every call."""
+    """The sandbox Evolution gateway (a real server) as the app's gateway; yields its state
+    and every call it received."""
     sandbox_app = create_sandbox()
     calls: list[tuple[str, Any]] = []
-
-    async def record(request: httpx.Request) -> None:
-        calls.append((request.url.path, json.loads(request.content or b"null")))
-
-    transport = httpx.ASGITransport(app=sandbox_app)
-    async with httpx.AsyncClient(transport=transport, event_hooks={"request": [record]}) as http:
-        app.extensions["gateways"] = {"evolution": EvolutionGateway(http, "http://sandbox", None)}
+    sandbox_app.add_middleware(RecordCalls, calls=calls)
+    with in_thread(sandbox_app, "127.0.0.1", 0, "sandbox gateway") as port:
+        gateway = EvolutionGateway(registry.session(app), f"http://127.0.0.1:{port}", None)
+        app.extensions["gateways"] = {"evolution": gateway}
         yield sandbox_app.state.sandbox, calls
 
 

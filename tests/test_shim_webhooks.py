@@ -504,6 +504,7 @@ def test_sandbox_to_shim_to_turn_over_real_http(env: dict[str, str], settings: S
     import sys
 
     from julia.core.clock import Clock
+    from julia.gateways import registry
     from julia.gateways.evolution import EvolutionGateway
     from julia.inbox import consumer
     from julia.sandbox.gateway import running
@@ -525,7 +526,7 @@ def test_sandbox_to_shim_to_turn_over_real_http(env: dict[str, str], settings: S
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline, "shim did not start"
                 time.sleep(0.1)
-        with running(webhook_url=f"{shim_url}/webhooks/evolution") as (sandbox_url, _state):
+        with running(webhook_url=f"{shim_url}/webhooks/evolution") as (sandbox_url, state):
             sent = httpx.post(f"{sandbox_url}/_sandbox/incoming",
                               json={"instance": "chip1", "number": "5511987654321",
                                     "text": "oi, tem plantão sábado?"})  # fmt: skip
@@ -543,13 +544,15 @@ def test_sandbox_to_shim_to_turn_over_real_http(env: dict[str, str], settings: S
                 )  # fmt: skip
                 async with App.open(quick, clock=Clock()) as app:
                     app.extensions["gateways"] = {
-                        "evolution": EvolutionGateway(app.http, sandbox_url, None)
+                        "evolution": EvolutionGateway(registry.session(app), sandbox_url, None)
                     }
                     return await consumer.step(app, "e2e")
 
             turn = asyncio.run(process())
         assert turn is not None and turn.status == "aguardando_resposta"
         assert len(turn.mensagens) == 1
+        # the turn reached the sandbox (a failed presence call degrades silently)
+        assert (state.calls.get("markMessageAsRead"), state.calls.get("sendPresence")) == (1, 1)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -5,6 +5,10 @@ A gateway hosts instances (chips) and offers: send text, send presence
 are on WhatsApp, and (where it keeps one) the history of what it sent, used to
 reconcile messages whose outcome is unknown. Adapters: :mod:`.evolution` (also
 spoken by the sandbox gateway) and :mod:`.zapi`.
+
+The adapters speak HTTP through aiohttp, chosen by measurement for the send path
+(``benchmarks/http_clients.py``: about a sixth of httpx's CPU per request); the rest of
+Júlia (Slack, Chatwoot, the model SDK) keeps httpx. Only this module touches aiohttp.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from julia.core.errors import (
     GatewayAuthError,
@@ -109,9 +115,25 @@ def _not_on_whatsapp(body: Any) -> bool:
     )
 
 
-def raise_for_response(response: httpx.Response, provider: str) -> None:
+@dataclass(frozen=True)
+class Answer:
+    """A gateway's HTTP answer, read whole: what :func:`raise_for_response` judges."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
+def raise_for_response(response: Answer, provider: str) -> None:
     """Map a non-2xx answer to the most specific :class:`GatewayError`."""
-    status = response.status_code
+    status = response.status
     if status < 400:
         return
     try:
@@ -170,56 +192,87 @@ def send_deadline_s(timeout_s: float) -> float:
     return min(5.0, timeout_s) + timeout_s
 
 
+def session(max_connections: int) -> aiohttp.ClientSession:
+    """The gateways' pooled HTTP session: ``max_connections`` open at most, idle ones kept
+    5 s (as the shared httpx client). Create it inside the running event loop and close it
+    with the App. Proxies are the gateway's own (:func:`env_proxy`)."""
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=5)
+    return aiohttp.ClientSession(connector=connector)
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``...), as
+    httpx honours them, read once per gateway: aiohttp's own lookup (``trust_env``) hops to
+    a thread on every request."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if parts.scheme not in proxies:
+        return None
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxies[parts.scheme]
+
+
 class HttpGateway:
-    """What the HTTP adapters share: the pooled client, headers, timeouts, and ``_request``
+    """What the HTTP adapters share: the pooled session, headers, timeouts, and ``_request``
     (the one place an HTTP call becomes a typed answer or a :class:`GatewayError`)."""
 
     provider = "http"
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, headers: dict[str, str], timeout_s: float
+        self, http: aiohttp.ClientSession, base_url: str, headers: dict[str, str], timeout_s: float
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.headers = headers
-        self.timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        # connect covers waiting for a pooled connection too; sock_read is the read timeout
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=min(5.0, timeout_s), sock_read=timeout_s
+        )
         self.deadline_s = send_deadline_s(timeout_s)
+        self.proxy = env_proxy(self.base_url)
 
     async def _request(
         self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
-        with wrap_gateway_errors(self.provider):
-            try:
-                async with asyncio.timeout(self.deadline_s):  # a slow drip ends here too
-                    response = await self.http.request(
-                        method, url, json=body, headers=headers or self.headers,
-                        timeout=self.timeout,
-                    )  # fmt: skip
-            except TimeoutError as exc:
-                raise GatewayTimeout(
-                    f"{self.provider} did not answer within {self.deadline_s:g} s",
-                    maybe_sent=True,
-                ) from exc
-            raise_for_response(response, self.provider)
-            return response.json() if response.content else None
+        with wrap_gateway_errors(self.provider, url, self.deadline_s):
+            async with asyncio.timeout(self.deadline_s):  # a slow drip ends here too
+                # a redirect is the gateway's answer, not an errand (httpx never followed one)
+                async with self.http.request(
+                    method, url, json=body, headers=headers or self.headers,
+                    timeout=self.timeout, proxy=self.proxy, allow_redirects=False,
+                ) as response:  # fmt: skip
+                    answer = Answer(response.status, response.headers, await response.read())
+            raise_for_response(answer, self.provider)
+            return answer.json() if answer.content else None
 
 
 @contextmanager
-def wrap_gateway_errors(provider: str) -> Iterator[None]:
-    """Turn httpx transport failures into :class:`GatewayTimeout` / :class:`GatewayNetworkError`."""
+def wrap_gateway_errors(provider: str, url: str, deadline_s: float) -> Iterator[None]:
+    """Turn transport failures into :class:`GatewayTimeout` / :class:`GatewayNetworkError`,
+    saying whether the request may have reached the gateway (``maybe_sent``)."""
+    where = f"{provider} at {_origin(url)}"
     try:
         yield
     except GatewayError:
         raise
-    except httpx.TimeoutException as exc:
+    except aiohttp.ConnectionTimeoutError as exc:  # no connection (pool or connect): not sent
+        raise GatewayTimeout(f"{where} did not connect in time", maybe_sent=False) from exc
+    except TimeoutError as exc:  # the read timeout, or the hard deadline: it may have gone
         raise GatewayTimeout(
-            f"{provider} at {_origin(exc)} did not answer in time ({type(exc).__name__})",
-            maybe_sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
+            f"{where} did not answer in time (deadline {deadline_s:g} s)", maybe_sent=True
         ) from exc
-    except httpx.TransportError as exc:
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:  # ours, before connecting
         raise GatewayNetworkError(
-            f"{provider} at {_origin(exc)} unreachable: {type(exc).__name__}: {exc}",
-            maybe_sent=not isinstance(exc, httpx.ConnectError),
+            f"{where} unusable: {type(exc).__name__} (check the gateway's URL)", maybe_sent=False
+        ) from exc  # not str(exc): it quotes the whole URL, a Z-API token with it
+    except aiohttp.ClientConnectorError as exc:  # refused, unreachable, DNS: never sent
+        raise GatewayNetworkError(
+            f"{where} unreachable: {type(exc).__name__}: {exc.os_error}", maybe_sent=False
+        ) from exc
+    except aiohttp.ClientError as exc:  # dropped or reset once the request was under way
+        raise GatewayNetworkError(
+            f"{where} unreachable: {type(exc).__name__}", maybe_sent=True
         ) from exc
     except ValueError as exc:  # a 2xx whose body is not the JSON we expect: it was accepted
         raise GatewayServerError(
@@ -227,13 +280,16 @@ def wrap_gateway_errors(provider: str) -> Iterator[None]:
         ) from exc
 
 
-def _origin(exc: httpx.TransportError) -> str:
+def _origin(url: str) -> str:
     """Where the request went: scheme, host and port only (Z-API's path holds its token)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "(a URL without scheme or host)"
     try:
-        url = exc.request.url
-    except RuntimeError:  # raised without a request
-        return "(unknown URL)"
-    return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+        port = parts.port
+    except ValueError:  # "host:80a": the port is junk, the host still says where
+        port = None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
 
 
 def jid_number(jid: str) -> str:

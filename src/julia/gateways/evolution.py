@@ -1,4 +1,4 @@
-"""Evolution API v2 adapter over the shared ``httpx.AsyncClient`` (header ``apikey``).
+"""Evolution API v2 adapter over the gateways' pooled session (header ``apikey``).
 
 Wire shapes are Evolution API v2's (``message/sendText``, ``chat/findMessages``...) as in the
 recorded fixtures (``tests/fixtures``); the sandbox gateway (:mod:`julia.sandbox.gateway`)
@@ -8,10 +8,8 @@ speaks the same.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
@@ -22,12 +20,20 @@ from julia.gateways.base import (
     jid_number,
 )
 
+if TYPE_CHECKING:  # the session is julia.gateways.base's; only it speaks aiohttp
+    import aiohttp
+
 
 class EvolutionGateway(HttpGateway):
     provider = "evolution"
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, api_key: str | None, *, timeout_s: float = 15
+        self,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 15,
     ) -> None:
         super().__init__(http, base_url, {"apikey": api_key or ""}, timeout_s)
 

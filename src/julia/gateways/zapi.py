@@ -8,10 +8,8 @@ operator. Typing is shown through ``delayTyping`` on the send itself, so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from julia.core.errors import GatewayServerError
 from julia.gateways.base import (
@@ -21,13 +19,16 @@ from julia.gateways.base import (
     SentRecord,
 )
 
+if TYPE_CHECKING:  # the session is julia.gateways.base's; only it speaks aiohttp
+    import aiohttp
+
 
 class ZApiGateway(HttpGateway):
     provider = "zapi"
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         base_url: str,
         tokens: dict[str, str],
         client_token: str | None,
