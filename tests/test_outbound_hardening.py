@@ -5,6 +5,7 @@ acceptance is never sent twice."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -329,3 +330,46 @@ async def test_every_opt_out_write_is_announced(sandbox_app: App) -> None:
             "INSERT INTO medicos (telefone, nome, opted_out, opted_out_em)"
             " VALUES (%s, 'Dr. Z', true, now())", "+5511999990079",
         )  # fmt: skip
+
+
+async def test_a_listener_whose_echoes_never_come_back_is_not_trusted(
+    sandbox_app: App, pg_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a transaction pooler LISTEN succeeds and nothing is delivered. Here the
+    listener listens on another database than the one its echoes (and the opt-outs) are
+    announced in: it never hears them, so it never counts as listening, and every send
+    is checked."""
+    deaf_ear = dataclasses.replace(
+        sandbox_app,
+        endpoints=dataclasses.replace(sandbox_app.endpoints, database_url=pg_server_url),
+    )
+    task = asyncio.create_task(consumer.listen(deaf_ear, asyncio.Event()))
+    try:
+        await asyncio.sleep(1.0)  # its first echo was sent at once; heard, it takes ms
+        assert not guards.optout_watch(sandbox_app).live
+        calls = counting_queries(monkeypatch)
+        await queue.enqueue_many(
+            sandbox_app, [NewMessage(f"m{i}", telefone=f"+55119999900{i:02d}") for i in range(5)]
+        )
+        batch = await queue.claim(sandbox_app, "w1", 10)
+        report = await send.process_batch(sandbox_app, "w1", batch, concurrency=1)
+        assert report.sent == 5 and sum(calls) == 5
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_the_watch_goes_deaf_when_its_echoes_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(guards.time, "monotonic", lambda: now[0])
+    watch = guards.OptOutWatch()
+    assert not watch.live
+    watch.echoed()
+    assert watch.live and watch.heard == 1  # became live: what came before is unknown
+    now[0] += guards.ECHO_LOST_S - 0.1
+    watch.echoed()
+    assert watch.live and watch.heard == 1  # still live: nothing was missed
+    now[0] += guards.ECHO_LOST_S + 0.1
+    assert not watch.live
+    watch.echoed()
+    assert watch.heard == 2  # deaf for a while: a batch screened before cannot be trusted

@@ -41,10 +41,11 @@ def counters(app: App) -> dict[str, int]:
 
 async def listen(app: App, wake: asyncio.Event) -> None:
     """Set ``wake`` on every NOTIFY of the queue channel, and tell the opt-out watch of
-    every opt-out announced (:class:`julia.outbound.guards.OptOutWatch`); reconnect on
-    failure."""
+    every opt-out announced and of its own echoes (:class:`guards.OptOutWatch`);
+    reconnect on failure."""
     watch = guards.optout_watch(app)
     while True:
+        echoes: asyncio.Task[None] | None = None
         try:
             conn = await psycopg.AsyncConnection.connect(
                 app.endpoints.database_url, autocommit=True
@@ -52,13 +53,15 @@ async def listen(app: App, wake: asyncio.Event) -> None:
             async with conn:
                 await conn.execute(f"LISTEN {queue.CHANNEL}")
                 await conn.execute(f"LISTEN {guardrails.OPTOUT_CHANNEL}")
-                watch.listening()
                 wake.set()  # anything enqueued while we were not listening
+                echoes = asyncio.create_task(_echo(app, watch), name="optout-echo")
                 async for n in conn.notifies():
-                    if n.channel == guardrails.OPTOUT_CHANNEL:
-                        watch.announced()
-                    else:
+                    if n.channel != guardrails.OPTOUT_CHANNEL:
                         wake.set()
+                    elif n.payload == watch.echo:
+                        watch.echoed()
+                    elif not n.payload.startswith("echo:"):  # another worker's echo: nothing
+                        watch.announced()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -66,7 +69,23 @@ async def listen(app: App, wake: asyncio.Event) -> None:
             watch.deaf()
             await asyncio.sleep(app.settings.worker_poll_interval_s * 4)
         finally:
+            if echoes is not None:
+                echoes.cancel()
             watch.deaf()
+
+
+async def _echo(app: App, watch: guards.OptOutWatch) -> None:
+    """Every ``ECHO_EVERY_S``, NOTIFY the opt-out channel with this watch's echo, through
+    the pool: the listener counts as hearing only while the echoes come back."""
+    while True:
+        try:
+            async with app.pool.connection() as conn:
+                await conn.execute(
+                    "SELECT pg_notify(%s, %s)", (guardrails.OPTOUT_CHANNEL, watch.echo)
+                )
+        except Exception as exc:  # unheard, the watch goes deaf by itself
+            log.warning("fila.optout_echo_failed", error=str(exc))
+        await asyncio.sleep(guards.ECHO_EVERY_S)
 
 
 async def maintain(app: App) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from julia.core.app import App
@@ -30,23 +31,45 @@ if TYPE_CHECKING:
     from julia.fila.queue import Mensagem
 
 
+#: The listener sends itself an echo this often; unheard for ECHO_LOST_S, it is deaf.
+ECHO_EVERY_S = 2.0
+ECHO_LOST_S = 3 * ECHO_EVERY_S
+
+
 @dataclass
 class OptOutWatch:
     """What this worker heard of opt-outs (``LISTEN`` on
-    :data:`julia.guardrails.rules.OPTOUT_CHANNEL`, kept by the outbound consumer)."""
+    :data:`julia.guardrails.rules.OPTOUT_CHANNEL`, kept by the outbound consumer).
 
-    live: bool = False
-    #: Opt-outs heard, plus every start and end of listening (what was known goes stale).
+    It counts as listening only while its own echoes come back (a NOTIFY it sends
+    itself every :data:`ECHO_EVERY_S`): through a transaction pooler ``LISTEN`` succeeds
+    and nothing is ever delivered, and a connection can die without a word."""
+
+    #: Opt-outs heard, plus every time listening (re)started: what was known goes stale.
     heard: int = 0
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: ``time.monotonic()`` until which the last echo vouches for the connection.
+    until: float = 0.0
 
-    def listening(self) -> None:
-        self.live, self.heard = True, self.heard + 1
+    @property
+    def live(self) -> bool:
+        return time.monotonic() < self.until
+
+    @property
+    def echo(self) -> str:
+        """The payload of this watch's own echo (opt-outs are announced with '')."""
+        return f"echo:{self.token}"
+
+    def echoed(self) -> None:
+        if not self.live:  # what happened while it was deaf is unknown
+            self.heard += 1
+        self.until = time.monotonic() + ECHO_LOST_S
 
     def announced(self) -> None:
         self.heard += 1
 
     def deaf(self) -> None:
-        self.live, self.heard = False, self.heard + 1
+        self.until, self.heard = 0.0, self.heard + 1
 
 
 def optout_watch(app: App) -> OptOutWatch:
