@@ -429,12 +429,9 @@ class Breaker:
 
     async def acquire(self) -> Permit:
         """Let one call through, or raise :class:`CircuitOpen` (with ``retry_at``)."""
-        res = self._trusted_result()
-        if res is None:
-            stamp = _watch(self.app).stamp(self.key)
-            res = await self._run("acquire")
-            self._trust(stamp, res)
-        await self._note(res)
+        (res,), (asked,) = await _acquire_all(self.app, [self])
+        if asked:  # a trusted state was noted when it was read
+            await self._note(res)
         return self._permit(res)
 
     def _steady(self, res: _Result) -> bool:
