@@ -41,7 +41,7 @@ from julia.resilience import ratelimit
 from julia.sandbox.gateway import running
 from julia.settings import Settings
 
-SELECTIONS, MESSAGES, RUNS = 1_000, 2_000, 3
+SELECTIONS, MESSAGES, RUNS = 1_000, 10_000, 3
 #: Replies sent before a drain is measured: each of 10 chips' breakers fills its window.
 WARMUP = 500
 
