@@ -28,10 +28,10 @@ from julia.settings import Settings
 PHONE = "+5511999990001"
 
 
-async def test_an_opt_out_stops_what_is_already_claimed_and_waiting(sandbox_app: App) -> None:
-    """20 messages claimed in one batch, sent one at a time at 100 ms each: after the
-    opt-out commits, at most the one already at the gateway reaches it."""
-    app = sandbox_app
+async def opt_out_mid_batch(app: App, watch: guards.OptOutWatch | None = None) -> None:
+    """20 messages claimed in one batch, sent one at a time at 100 ms each; the doctor
+    opts out after two reached the gateway (and, with ``watch``, once it was heard): at
+    most the one already at the gateway reaches it after that."""
     async with app.pool.connection() as conn:
         await conn.execute("INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr. X')", (PHONE,))
     await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(20)])
@@ -42,12 +42,23 @@ async def test_an_opt_out_stops_what_is_already_claimed_and_waiting(sandbox_app:
         if len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages")) >= 2:
             break
         await asyncio.sleep(0.02)
+    before = watch.heard if watch is not None else 0
     await medicos.optout(app, PHONE, motivo="PARE")
+    if watch is not None:
+        for _ in range(500):  # announced by the trigger, heard by the listener
+            if watch.heard > before:
+                break
+            await asyncio.sleep(0.01)
+        assert watch.heard > before
     at_optout = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
     report = await task
     reached = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
     assert reached <= at_optout + 1, (at_optout, reached)  # only what was in flight
     assert report.blocked >= 20 - reached and report.sent == reached
+
+
+async def test_an_opt_out_stops_what_is_already_claimed_and_waiting(sandbox_app: App) -> None:
+    await opt_out_mid_batch(sandbox_app)
 
 
 async def test_a_huge_retry_after_reschedules_the_batch_instead_of_killing_it(
@@ -246,31 +257,8 @@ async def test_without_the_listener_every_send_is_checked(
 async def test_a_listening_worker_stops_what_waits_once_the_opt_out_is_announced(
     sandbox_app: App, listening: guards.OptOutWatch
 ) -> None:
-    """As the test above without the listener: the opt-out commits while the batch sends,
-    is announced, and nothing after it reaches the doctor."""
-    app = sandbox_app
-    async with app.pool.connection() as conn:
-        await conn.execute("INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr. X')", (PHONE,))
-    await queue.enqueue_many(app, [NewMessage(f"m{i}", telefone=PHONE) for i in range(20)])
-    sandbox(app, "/_sandbox/faults", "POST", json={"latency_ms": 100})
-    batch = await queue.claim(app, "w1", 100)
-    task = asyncio.create_task(send.process_batch(app, "w1", batch, concurrency=1))
-    for _ in range(200):
-        if len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages")) >= 2:
-            break
-        await asyncio.sleep(0.02)
-    before = listening.heard
-    await medicos.optout(app, PHONE, motivo="PARE")
-    for _ in range(500):  # announced by the trigger, heard by the listener
-        if listening.heard > before:
-            break
-        await asyncio.sleep(0.01)
-    assert listening.heard > before
-    at_optout = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
-    report = await task
-    reached = len(await asyncio.to_thread(sandbox, app, "/_sandbox/messages"))
-    assert reached <= at_optout + 1, (at_optout, reached)  # only what was in flight
-    assert report.blocked >= 20 - reached and report.sent == reached
+    """As without the listener: the opt-out is announced, heard, and stops the rest."""
+    await opt_out_mid_batch(sandbox_app, listening)
 
 
 async def test_a_send_that_waited_longer_than_the_trust_is_checked(
