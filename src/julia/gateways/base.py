@@ -251,33 +251,37 @@ class HttpGateway:
 def wrap_gateway_errors(provider: str, url: str, deadline_s: float) -> Iterator[None]:
     """Turn transport failures into :class:`GatewayTimeout` / :class:`GatewayNetworkError`,
     saying whether the request may have reached the gateway (``maybe_sent``)."""
-    where = f"{provider} at {_origin(url)}"
     try:
         yield
     except GatewayError:
         raise
-    except aiohttp.ConnectionTimeoutError as exc:  # no connection (pool or connect): not sent
-        raise GatewayTimeout(f"{where} did not connect in time", maybe_sent=False) from exc
-    except TimeoutError as exc:  # the read timeout, or the hard deadline: it may have gone
-        raise GatewayTimeout(
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        raise _gateway_error(exc, provider, url, deadline_s) from exc
+
+
+def _gateway_error(exc: Exception, provider: str, url: str, deadline_s: float) -> GatewayError:
+    """The typed error for a failed call, the most specific first (order matters: aiohttp's
+    connect timeout is a ``TimeoutError``, its URL errors are ``ValueError``-s too)."""
+    where = f"{provider} at {_origin(url)}"  # worked out only on failure: not on the hot path
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # no connection (pool, connect)
+        return GatewayTimeout(f"{where} did not connect in time", maybe_sent=False)
+    if isinstance(exc, TimeoutError):  # the read timeout, or the hard deadline: it may have gone
+        return GatewayTimeout(
             f"{where} did not answer in time (deadline {deadline_s:g} s)", maybe_sent=True
-        ) from exc
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:  # ours, before connecting
-        raise GatewayNetworkError(
+        )
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):  # before connecting
+        # not str(exc): it quotes the whole URL, a Z-API token with it
+        return GatewayNetworkError(
             f"{where} unusable: {type(exc).__name__} (check the gateway's URL)", maybe_sent=False
-        ) from exc  # not str(exc): it quotes the whole URL, a Z-API token with it
-    except aiohttp.ClientConnectorError as exc:  # refused, unreachable, DNS: never sent
-        raise GatewayNetworkError(
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, DNS: never sent
+        return GatewayNetworkError(
             f"{where} unreachable: {type(exc).__name__}: {exc.os_error}", maybe_sent=False
-        ) from exc
-    except aiohttp.ClientError as exc:  # dropped or reset once the request was under way
-        raise GatewayNetworkError(
-            f"{where} unreachable: {type(exc).__name__}", maybe_sent=True
-        ) from exc
-    except ValueError as exc:  # a 2xx whose body is not the JSON we expect: it was accepted
-        raise GatewayServerError(
-            f"{provider} sent an unreadable answer: {exc}", maybe_sent=True
-        ) from exc
+        )
+    if isinstance(exc, aiohttp.ClientError):  # dropped or reset once the request was under way
+        return GatewayNetworkError(f"{where} unreachable: {type(exc).__name__}", maybe_sent=True)
+    # a 2xx whose body is not the JSON we expect: it was accepted
+    return GatewayServerError(f"{provider} sent an unreadable answer: {exc}", maybe_sent=True)
 
 
 def _origin(url: str) -> str:
