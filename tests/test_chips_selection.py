@@ -289,3 +289,36 @@ async def test_a_batch_gets_the_choices_one_by_one_selection_would(
 
 async def _one_at_a_time(app: App, takes: list[Any], *_: Any) -> list[None]:
     return [None] * len(takes)  # the caller takes each candidate's slots on its own
+
+
+async def test_the_log_row_holds_every_candidate_as_the_selection_shows_it(rl_app: App) -> None:
+    """Postgres builds each row's candidates from the batch's chips and the per-message
+    values: the same objects, in the same order, as the selection returns."""
+    app = rl_app
+    await _chips(app, 85, 65, 45)
+    reqs = [selection.Request("resposta", f"+55119777000{i:02d}", None, None, None)
+            for i in range(3)]  # fmt: skip
+    chosen = await selection.select_batch(app, reqs)
+    for sel in chosen:
+        assert isinstance(sel, selection.Selection)
+        [row] = await _exec(app, "SELECT candidates FROM chip_selection_log WHERE id = %s",
+                            sel.log_id)  # fmt: skip
+        assert row["candidates"] == sel.candidates
+        assert [c["trust"] for c in sel.candidates] == [85, 65, 45]
+        assert {"id", "instance", "status", "trust", "afinidade", "sent_24h", "circuit",
+                "why"} == set(sel.candidates[0])  # fmt: skip
+    # the chip chosen first counts as used by the next message (its sent_24h went up)
+    first, second = chosen[0], chosen[1]
+    assert isinstance(first, selection.Selection) and isinstance(second, selection.Selection)
+    used = {c["id"]: c["sent_24h"] for c in second.candidates}
+    assert used[first.chip.id] == {c["id"]: c["sent_24h"] for c in first.candidates}[
+        first.chip.id] + 1  # fmt: skip
+
+
+async def test_a_pool_without_chips_logs_an_empty_candidate_list(app: App) -> None:
+    [found] = await selection.select_batch(
+        app, [selection.Request("resposta", DOCTOR, None, None, None)]
+    )
+    assert isinstance(found, NoChipAvailable)
+    [row] = await _exec(app, "SELECT candidates, resultado FROM chip_selection_log")
+    assert row == {"candidates": [], "resultado": "no_chip"}
