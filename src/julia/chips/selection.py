@@ -374,13 +374,12 @@ class _Plan:
 
 def _plan(
     app: App, req: Request, i: int, chips: list[_PoolChip], conv_chip: int | None,
-    circuits: dict[int, str], now: datetime, memo: dict[tuple[Any, ...], str] | None = None,
+    circuits: dict[int, str], now: datetime, memo: dict[tuple[Any, ...], str],
 ) -> _Plan:  # fmt: skip
     """Emergency or not, the threshold, and the chips through the filters: emergency only
     when no chip qualifies with its breaker letting through (not when all are busy), which
     the rate limits do not change. ``memo`` keeps the filters' verdicts across a batch:
     they depend on the chip and the kind of message only."""
-    memo = {} if memo is None else memo
     candidates = [
         Candidate(b.chip, b.afinidades[i], b.sent_24h, b.proactive_1h, b.proactive_24h)
         for b in chips

@@ -66,7 +66,7 @@ async def listen(app: App, wake: asyncio.Event) -> None:
             raise
         except Exception as exc:
             log.warning("fila.listen_failed", error=str(exc))
-            watch.deaf()
+            watch.deaf()  # now, not after the back-off below
             await asyncio.sleep(app.settings.worker_poll_interval_s * 4)
         finally:
             if echoes is not None:

@@ -748,11 +748,6 @@ def _watch(app: App) -> _Watch:
     return w
 
 
-def hearing(app: App) -> bool:
-    """Whether this process hears breaker changes now (:func:`watch` is subscribed)."""
-    return _watch(app).live
-
-
 def _channel(app: App) -> str:
     return app.keys.channel("breaker", "changed")
 
