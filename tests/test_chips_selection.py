@@ -292,8 +292,8 @@ async def _one_at_a_time(app: App, takes: list[Any], *_: Any) -> list[None]:
 
 
 async def test_the_log_row_holds_every_candidate_as_the_selection_shows_it(rl_app: App) -> None:
-    """Postgres builds each row's candidates from the batch's chips and the per-message
-    values: the same objects, in the same order, as the selection returns."""
+    """Each row's candidates, written as JSON for the whole batch at once: the same
+    objects, in the same order, as the selection returns."""
     app = rl_app
     await _chips(app, 85, 65, 45)
     reqs = [selection.Request("resposta", f"+55119777000{i:02d}", None, None, None)
@@ -322,3 +322,38 @@ async def test_a_pool_without_chips_logs_an_empty_candidate_list(app: App) -> No
     assert isinstance(found, NoChipAvailable)
     [row] = await _exec(app, "SELECT candidates, resultado FROM chip_selection_log")
     assert row == {"candidates": [], "resultado": "no_chip"}
+
+
+async def test_affinity_in_a_batch_adds_migrated_replies_to_the_inbox_per_message(
+    app: App,
+) -> None:
+    """Each message of a batch sees its own doctor's affinity to each chip: the replies
+    carried over by a migration plus those in the inbox to that chip's instance (not what
+    the chip sent, not other kinds); a doctor with none sees 0 everywhere."""
+    a, b = await _chips(app, 85, 85)
+    medico = (await _exec(app, "INSERT INTO medicos (telefone, nome) VALUES (%s, 'Dr')"
+                               " RETURNING id", DOCTOR))[0]["id"]  # fmt: skip
+    await _exec(app, "INSERT INTO chip_afinidade (medico_id, chip_id, enviadas, respostas,"
+                     " last_at) VALUES (%s, %s, 4, 2, now())", medico, a.id)  # fmt: skip
+    other = "+5511977700002"
+    inbox = [(DOCTOR, a.instance, False, "mensagem"), (other, b.instance, False, "mensagem"),
+             (other, a.instance, True, "mensagem"),  # what the chip sent: not a reply
+             (other, a.instance, False, "chatwoot")]  # fmt: skip
+    for n, (tel, instance, from_me, kind) in enumerate(inbox):
+        await _exec(app, "INSERT INTO mensagens_recebidas (provider, instance,"
+                         " provider_message_id, evento, kind, telefone, conversa_key, from_me,"
+                         " tipo, received_at, payload)"
+                         " VALUES ('evolution', %s, %s, 'messages.upsert', %s, %s, %s, %s,"
+                         " 'texto', now(), '{}')",
+                    instance, f"IN{n}", kind, tel, tel, from_me)  # fmt: skip
+    reqs = [selection.Request("resposta", DOCTOR, medico, mensagem_id=1),
+            selection.Request("resposta", other, mensagem_id=2),
+            selection.Request("resposta", "+5511977700003", mensagem_id=3)]  # fmt: skip
+    found = await selection.select_batch(app, reqs)
+    seen = []
+    for sel in found:
+        assert isinstance(sel, selection.Selection)
+        seen.append({c["id"]: c["afinidade"] for c in sel.candidates})
+    assert seen == [{a.id: 3, b.id: 0}, {a.id: 0, b.id: 1}, {a.id: 0, b.id: 0}]
+    assert [s.chip.id for s in found if isinstance(s, selection.Selection)][:2] == [a.id, b.id]
+    assert found[0].motivo == "affinity (3 replies)"  # type: ignore[union-attr]

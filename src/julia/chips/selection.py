@@ -22,13 +22,14 @@ was kept or left out, the chip chosen (or none), why, and whether in emergency.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from psycopg.types.json import Jsonb
 
 from julia.chips import pool
 from julia.chips.circuit import chip_breaker
@@ -73,30 +74,6 @@ def is_proactive(tipo: str) -> bool:
     return tipos.under_proactive_limits(tipo)
 
 
-@dataclass(slots=True)  # 10 per message of a batch: built and read on the send path
-class Candidate:
-    chip: pool.Chip
-    afinidade: int
-    sent_24h: int  # sent in 24 h plus selections still being sent
-    proactive_1h: int
-    proactive_24h: int
-    circuit: str | None = None  # read only as far down the ranking as needed
-    why: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        chip = self.chip
-        return {
-            "id": chip.id,
-            "instance": chip.instance,
-            "status": chip.status,
-            "trust": chip.trust_score,
-            "afinidade": self.afinidade,
-            "sent_24h": self.sent_24h,
-            "circuit": self.circuit,
-            "why": self.why,
-        }
-
-
 @dataclass
 class Selection:
     """A chip chosen for a message, its reserved rate-limit slot, and the log row."""
@@ -108,7 +85,14 @@ class Selection:
     log_id: int
     motivo: str
     tentativa: int = 1
-    candidates: list[dict[str, Any]] = field(default_factory=list)
+    #: The log row's candidates as written (JSON): read as :attr:`candidates`.
+    candidates_json: str = "[]"
+
+    @property
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every chip of the pool as this selection saw it: id, instance, status, trust,
+        afinidade, sent_24h, circuit (for the chips the ranking got to) and why."""
+        return list(json.loads(self.candidates_json))
 
 
 @dataclass(frozen=True)
@@ -125,41 +109,66 @@ class Request:
     avoid: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(slots=True)  # one per chip of a batch
 class _PoolChip:
-    """A chip as the batch sees it: usage counted once, affinity per message."""
+    """A chip as a claimed batch sees it: its use counted once, then grown by the batch's
+    own picks (a pending selection counts as use of its chip, as one by one)."""
 
     chip: pool.Chip
-    afinidades: list[int]
-    sent_24h: int
+    afinidades: dict[int, int]  # message's place in the batch -> affinity; absent: 0
+    sent_24h: int  # sent in 24 h plus selections still being sent
     proactive_1h: int
     proactive_24h: int
+    head: str  # its entry in a log row up to the values that vary by message (JSON)
 
 
-# One query for the whole batch. Affinity (per message of the batch, in its order): the
-# replies this doctor sent to each chip's instance (the inbox), plus those carried over by
-# a conversation migration. Connection: a connection.update webhook newer than the last
-# sync wins (the inbox stores it; see julia.chips.health).
+def _head(chip: pool.Chip) -> str:
+    fixed = {"id": chip.id, "instance": chip.instance, "status": chip.status,
+             "trust": chip.trust_score}  # fmt: skip
+    return json.dumps(fixed)[:-1] + ', "afinidade": '
+
+
+#: JSON of the few strings and states a log entry repeats (``why``, ``circuit``).
+_json = functools.lru_cache(maxsize=4096)(json.dumps)
+
+
+# One query for the whole batch. Affinity (only where there is some, per message by its
+# place in the batch): the replies this doctor sent to each chip's instance (the inbox),
+# plus those carried over by a conversation migration. Connection: a connection.update
+# webhook newer than the last sync wins (the inbox stores it; see julia.chips.health).
+# Use: one pass over each chip's sent events of the last 24 h.
 _CANDIDATES = """
-SELECT c.*,
-       ARRAY(SELECT coalesce((SELECT a.respostas FROM chip_afinidade a
-                              WHERE a.chip_id = c.id AND a.medico_id = m.medico), 0)
-             + (SELECT count(*) FROM mensagens_recebidas r WHERE r.telefone = m.tel
-                AND r.instance = c.instance AND r.kind = 'mensagem' AND NOT r.from_me)
-             FROM unnest(%(medicos)s::bigint[], %(tels)s::text[]) WITH ORDINALITY
+WITH m AS (
+    SELECT * FROM unnest(%(medicos)s::bigint[], %(tels)s::text[]) WITH ORDINALITY
                   AS m(medico, tel, ord)
-             ORDER BY m.ord) AS afinidades,
+), af AS (
+    SELECT chip_id, array_agg(ord ORDER BY ord) AS ords, array_agg(n ORDER BY ord) AS ns
+    FROM (SELECT chip_id, ord, sum(n)::int AS n FROM (
+              SELECT a.chip_id, m.ord, a.respostas AS n FROM m
+              JOIN chip_afinidade a ON a.medico_id = m.medico AND a.respostas > 0
+              UNION ALL
+              SELECT c.id, m.ord, count(*) FROM m
+              JOIN mensagens_recebidas r ON r.telefone = m.tel AND r.kind = 'mensagem'
+                                        AND NOT r.from_me
+              JOIN chips c ON c.instance = r.instance
+              GROUP BY c.id, m.ord
+          ) x GROUP BY chip_id, ord) y
+    GROUP BY chip_id
+)
+SELECT c.*, af.ords AS af_ords, af.ns AS af_ns,
        g.state AS webhook_state, g.at AS webhook_at,
-       (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
-          AND e.at > %(day)s)
-       + (SELECT count(*) FROM chip_selection_log l WHERE l.chosen_chip = c.id
-          AND l.resultado IS NULL AND l.at > %(pending)s) AS sent_24h,
-       (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
-          AND e.proactive AND e.at > %(hour)s) AS proactive_1h,
-       (SELECT count(*) FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent'
-          AND e.proactive AND e.at > %(day)s) AS proactive_24h
+       ev.sent + (SELECT count(*) FROM chip_selection_log l WHERE l.chosen_chip = c.id
+                  AND l.resultado IS NULL AND l.at > %(pending)s) AS sent_24h,
+       ev.proactive_1h, ev.proactive_24h
 FROM chips c
 LEFT JOIN gateway_conexoes g ON g.provider = c.provider AND g.instance = c.instance
+LEFT JOIN af ON af.chip_id = c.id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS sent,
+           count(*) FILTER (WHERE e.proactive AND e.at > %(hour)s) AS proactive_1h,
+           count(*) FILTER (WHERE e.proactive) AS proactive_24h
+    FROM chip_eventos e WHERE e.chip_id = c.id AND e.kind = 'sent' AND e.at > %(day)s
+) ev
 WHERE c.status IN ('active', 'ready')
 ORDER BY c.id
 """
@@ -176,13 +185,15 @@ async def _candidates(app: App, reqs: Sequence[Request], now: datetime) -> list[
         rows = await cur.fetchall()
     out = []
     for r in rows:
-        afinidades = [int(a) for a in r.pop("afinidades")]
+        ords, ns = r.pop("af_ords") or [], r.pop("af_ns") or []
+        afinidades = {int(o) - 1: int(n) for o, n in zip(ords, ns, strict=True)}
         sent, p1h, p24h = (
             int(r.pop("sent_24h")),
             int(r.pop("proactive_1h")),
             int(r.pop("proactive_24h")),
         )
-        out.append(_PoolChip(pool.effective(r), afinidades, sent, p1h, p24h))
+        chip = pool.effective(r)
+        out.append(_PoolChip(chip, afinidades, sent, p1h, p24h, _head(chip)))
     return out
 
 
@@ -217,7 +228,7 @@ async def _circuits(app: App, chip_ids: list[int], now: datetime) -> dict[int, s
 
 
 def _filter(
-    app: App, c: Candidate, *, tipo: str, threshold: int, emergency: bool,
+    app: App, c: _PoolChip, *, tipo: str, threshold: int, emergency: bool,
     exclude: frozenset[int], now: datetime, avoid: frozenset[str] = frozenset(),
 ) -> str | None:  # fmt: skip
     """Why ``c`` cannot send now (its breaker aside), or None."""
@@ -243,34 +254,16 @@ def _filter(
     return None
 
 
-def _rank(c: Candidate, conversation_chip: int | None) -> tuple[Any, ...]:
-    return (
-        c.chip.id != conversation_chip,
-        -c.afinidade,
-        c.sent_24h,
-        -c.chip.trust_score,
-        c.chip.id,
-    )
-
-
-def _why_chosen(c: Candidate, conversation_chip: int | None, emergency: bool) -> str:
+def _why_chosen(
+    c: _PoolChip, afinidade: int, conversation_chip: int | None, emergency: bool
+) -> str:
     if c.chip.id == conversation_chip:
         why = "the conversation's chip"
-    elif c.afinidade > 0:
-        why = f"affinity ({c.afinidade} replies)"
+    elif afinidade > 0:
+        why = f"affinity ({afinidade} replies)"
     else:
         why = f"least used ({c.sent_24h} sent in 24 h)"
     return why + (" [emergency]" if emergency else "")
-
-
-def _circuit_lets_through(c: Candidate, circuits: dict[int, str]) -> bool:
-    """The chip's breaker (read once per batch); an open one disqualifies it. Shown in the
-    log only for the chips the ranking got to."""
-    c.circuit = circuits[c.chip.id]
-    if c.circuit in ("open", "forced_open"):
-        c.why = f"circuit {c.circuit}"
-        return False
-    return True
 
 
 async def select(
@@ -297,58 +290,66 @@ async def select(
     return found
 
 
-@dataclass
+@dataclass(slots=True)
+class _Plan:
+    """What the filters decide for one kind of message (its type, the chips it excludes
+    and the providers it avoids): the same for every such message of a batch."""
+
+    emergency: bool
+    threshold: int
+    whys: list[str]  # each chip's verdict, in pool order ("eligible": through)
+    passing: list[_PoolChip]  # through the filters (breakers aside)
+    shown: frozenset[int]  # chips whose breaker the log shows: read, and none let through
+    takes: list[tuple[str, tuple[int, int, int, int]]] | None = None  # see _takes
+
+
+@dataclass(slots=True)
 class _Choice:
     """One message's decision before its log row is written."""
 
     req: Request
-    candidates: list[Candidate]
-    conv_chip: int | None
-    emergency: bool
-    threshold: int
-    chosen: Candidate | None
+    plan: _Plan
+    chosen: _PoolChip | None
     decision: ratelimit.Decision | None
     denials: list[ratelimit.Decision]
-    _logged: list[dict[str, Any]] | None = None
-
-    def logged(self) -> list[dict[str, Any]]:
-        """The candidates as the log row and the selection show them (built once)."""
-        if self._logged is None:
-            self._logged = [c.as_dict() for c in self.candidates]
-        return self._logged
+    motivo: str
+    candidates_json: str
+    chips: list[_PoolChip]  # the batch's pool (shared)
 
 
 async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection | NoChipAvailable]:
     """:func:`select` for a claimed batch, in order, with the same choices as one call per
-    message: one candidates query, every chip's breaker read in one round trip, one
-    selection-log statement. A chip chosen earlier in the batch counts as used by the
-    later messages, as its pending selection would one by one. Each item is the message's
-    :class:`Selection` or its :class:`NoChipAvailable` (returned, not raised)."""
+    message: one candidates query, every chip's breaker read in one round trip, the rate
+    limits of the batch in one call, one selection-log statement. A chip chosen earlier in
+    the batch counts as used by the later messages, as its pending selection would one by
+    one. Each item is the message's :class:`Selection` or its :class:`NoChipAvailable`
+    (returned, not raised)."""
     if not requests:
         return []
     now = app.clock.now()
     chips = await _candidates(app, requests, now)
     conv_chips = await _conversation_chips(app, requests)
     circuits = await _circuits(app, [b.chip.id for b in chips], now) if chips else {}
-    memo: dict[tuple[Any, ...], str] = {}  # one verdict per chip and kind of message
-    plans = [
-        _plan(app, r, i, chips, conv_chips[i], circuits, now, memo) for i, r in enumerate(requests)
-    ]
+    plans: dict[tuple[str, frozenset[int], frozenset[str]], _Plan] = {}
+    batch = []
+    for r in requests:
+        key = (r.tipo, r.exclude, r.avoid)
+        if key not in plans:
+            plans[key] = _plan(app, r, chips, circuits, now)
+        batch.append(plans[key])
     ranked = await ratelimit.take_ranked(
-        app, [ratelimit.RankedTake(tipos.rate_class(r.tipo), r.telefone, [
-            (str(c.chip.id), (int(c.chip.id != conv), -c.afinidade, -c.chip.trust_score, c.chip.id))
-            for c in plan.passing if circuits[c.chip.id] not in _REFUSING
-        ]) for r, conv, plan in zip(requests, conv_chips, plans, strict=True)],
+        app,
+        [ratelimit.RankedTake(tipos.rate_class(r.tipo), r.telefone, _takes(plan, i, conv, circuits))
+         for i, (r, conv, plan) in enumerate(zip(requests, conv_chips, batch, strict=True))],
         {str(b.chip.id): (b.sent_24h, *_limits(app, b.chip)) for b in chips},
     )  # fmt: skip
-    used = {b.chip.id: b for b in chips}
     choices = []
-    for req, conv, plan, attempts in zip(requests, conv_chips, plans, ranked, strict=True):
-        for c in plan.candidates:  # the use this far into the batch
-            c.sent_24h = used[c.chip.id].sent_24h
-        choice = await _choose(app, req, conv, plan, circuits, attempts)
+    for i, (req, conv, plan, attempts) in enumerate(
+        zip(requests, conv_chips, batch, ranked, strict=True)
+    ):
+        choice = await _choose(app, req, i, conv, plan, chips, circuits, attempts, now)
         if choice.chosen is not None:  # its pending selection counts as use of the chip
-            used[choice.chosen.chip.id].sent_24h += 1
+            choice.chosen.sent_24h += 1
         choices.append(choice)
     log_ids = await _log_many(app, choices, now)
     return [
@@ -364,93 +365,109 @@ def _limits(app: App, chip: pool.Chip) -> tuple[int, int]:
     return lim.hourly, lim.daily
 
 
-@dataclass
-class _Plan:
-    candidates: list[Candidate]
-    emergency: bool
-    threshold: int
-    passing: list[Candidate]  # through the filters (breakers aside)
-
-
 def _plan(
-    app: App, req: Request, i: int, chips: list[_PoolChip], conv_chip: int | None,
-    circuits: dict[int, str], now: datetime, memo: dict[tuple[Any, ...], str],
-) -> _Plan:  # fmt: skip
+    app: App, req: Request, chips: list[_PoolChip], circuits: dict[int, str], now: datetime
+) -> _Plan:
     """Emergency or not, the threshold, and the chips through the filters: emergency only
     when no chip qualifies with its breaker letting through (not when all are busy), which
-    the rate limits do not change. ``memo`` keeps the filters' verdicts across a batch:
-    they depend on the chip and the kind of message only."""
-    candidates = [
-        Candidate(b.chip, b.afinidades[i], b.sent_24h, b.proactive_1h, b.proactive_24h)
-        for b in chips
-    ]
+    the rate limits do not change."""
     normal = threshold_for(req.tipo, app)
+    shown: set[int] = set()
     for mode in (False, True):
         emergency, threshold = mode, max(0, normal - app.settings.chip_emergency_drop * mode)
-        passing = []
-        for c in candidates:
-            key = (c.chip.id, req.tipo, threshold, emergency, req.exclude, req.avoid)
-            if key not in memo:
-                memo[key] = _filter(
-                    app, c, tipo=req.tipo, threshold=threshold, emergency=emergency,
-                    exclude=req.exclude, now=now, avoid=req.avoid,
-                ) or "eligible"  # fmt: skip
-            c.why = memo[key]
-            if c.why == "eligible":
-                passing.append(c)
-        if any(circuits[c.chip.id] not in _REFUSING for c in passing):
+        whys = [
+            _filter(app, b, tipo=req.tipo, threshold=threshold, emergency=emergency,
+                    exclude=req.exclude, now=now, avoid=req.avoid) or "eligible"
+            for b in chips
+        ]  # fmt: skip
+        passing = [b for b, why in zip(chips, whys, strict=True) if why == "eligible"]
+        if any(circuits[b.chip.id] not in _REFUSING for b in passing):
             break
-        for c in passing:  # every one read, none lets through: so the log shows them
-            c.circuit = circuits[c.chip.id]
-    return _Plan(candidates, emergency, threshold, passing)
+        shown.update(b.chip.id for b in passing)  # every one read, none lets through
+    return _Plan(emergency, threshold, whys, passing, frozenset(shown))
+
+
+def _takes(
+    plan: _Plan, i: int, conv: int | None, circuits: dict[int, str]
+) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """The chips message ``i`` may be tried on, with their rank keys (for
+    :func:`ratelimit.take_ranked`); the same list for every message of the plan with no
+    conversation chip and no affinity."""
+    plain = conv is None and not any(i in b.afinidades for b in plan.passing)
+    if plain and plan.takes is not None:
+        return plan.takes
+    takes = [
+        (str(b.chip.id), (int(b.chip.id != conv), -b.afinidades.get(i, 0), -b.chip.trust_score,
+                          b.chip.id))
+        for b in plan.passing if circuits[b.chip.id] not in _REFUSING
+    ]  # fmt: skip
+    if plain:
+        plan.takes = takes
+    return takes
 
 
 async def _choose(
-    app: App, req: Request, conv_chip: int | None, plan: _Plan, circuits: dict[int, str],
-    attempts: list[ratelimit.Attempt] | None,
+    app: App, req: Request, i: int, conv_chip: int | None, plan: _Plan,
+    chips: list[_PoolChip], circuits: dict[int, str], attempts: list[ratelimit.Attempt] | None,
+    now: datetime,
 ) -> _Choice:  # fmt: skip
-    """Walk the ranking: breakers, then the rate limits (decided for the batch in
-    ``attempts``; None: taken here, one chip at a time)."""
-    chosen: Candidate | None = None
+    """Walk message ``i``'s ranking: breakers, then the rate limits (decided for the batch
+    in ``attempts``; None: taken here, one chip at a time). Its log entries are written
+    with each chip's use this far into the batch."""
+    chosen: _PoolChip | None = None
     decision: ratelimit.Decision | None = None
     denials: list[ratelimit.Decision] = []
+    why: dict[int, str] = {}  # where the ranking changed a chip's verdict
+    reached: set[int] = set()  # chips whose breaker the ranking read
     tries = iter(attempts or ())
-    for c in sorted(plan.passing, key=lambda c: _rank(c, conv_chip)):  # in preference order
-        if not _circuit_lets_through(c, circuits):
+    for b in sorted(  # in preference order
+        plan.passing,
+        key=lambda b: (b.chip.id != conv_chip, -b.afinidades.get(i, 0), b.sent_24h,
+                       -b.chip.trust_score, b.chip.id),
+    ):  # fmt: skip
+        cid = b.chip.id
+        reached.add(cid)
+        if circuits[cid] in _REFUSING:
+            why[cid] = f"circuit {circuits[cid]}"
             continue
         if attempts is None:
-            lo, hi = _limits(app, c.chip)
             d = await ratelimit.take(
                 app, tipo=tipos.rate_class(req.tipo), telefone=req.telefone,
-                chip_id=c.chip.id, chip_limits=(lo, hi),
+                chip_id=cid, chip_limits=_limits(app, b.chip),
             )  # fmt: skip
         else:
             chip, d = next(tries)
-            assert chip in (None, str(c.chip.id)), (chip, c.chip.id)  # the same ranking
+            assert chip in (None, str(cid)), (chip, cid)  # the same ranking
         if d.allowed:
-            chosen, decision = c, d
+            chosen, decision = b, d
             break
-        c.why = f"rate limit {d.limit}: {d.reason}"
+        why[cid] = f"rate limit {d.limit}: {d.reason}"
         denials.append(d)
         if d.limit in NOT_CHIP_LIMITS:
             break  # the same for every chip
-    return _Choice(
-        req, plan.candidates, conv_chip, plan.emergency, plan.threshold, chosen, decision, denials
-    )
-
-
-def _motivo(ch: _Choice) -> str:
-    if ch.chosen is None:
-        return _no_chip_reason(ch.candidates, ch.denials)
-    return _why_chosen(ch.chosen, ch.conv_chip, ch.emergency)
+    shown = plan.shown | reached if plan.shown else reached
+    entries, final = [], []
+    for b, verdict in zip(chips, plan.whys, strict=True):
+        cid = b.chip.id
+        w = why.get(cid, verdict)
+        final.append((cid, w))
+        circuit = _json(circuits[cid]) if cid in shown else "null"
+        entries.append(f'{b.head}{b.afinidades.get(i, 0)}, "sent_24h": {b.sent_24h},'
+                       f' "circuit": {circuit}, "why": {_json(w)}}}')  # fmt: skip
+    if chosen is None:
+        motivo = _no_chip_reason(chips, final, denials)
+    else:
+        motivo = _why_chosen(chosen, chosen.afinidades.get(i, 0), conv_chip, plan.emergency)
+    cands = "[" + ", ".join(entries) + "]"
+    return _Choice(req, plan, chosen, decision, denials, motivo, cands, chips)
 
 
 async def _finish(app: App, ch: _Choice, log_id: int, now: datetime) -> Selection | NoChipAvailable:
     """Metrics, logs and the emergency audit of one decision whose row is written."""
-    req, tipo, motivo = ch.req, ch.req.tipo, _motivo(ch)
+    req, tipo, motivo, plan = ch.req, ch.req.tipo, ch.motivo, ch.plan
     chosen, decision, denials = ch.chosen, ch.decision, ch.denials
     if chosen is None or decision is None:
-        retry_at = _retry_at(app, ch.candidates, denials, now)
+        retry_at = _retry_at(app, [b.chip for b in ch.chips], denials, now)
         SELECTIONS.labels(tipo, "none").inc()
         log.warning(
             "chip.none_available", tipo=tipo, telefone=mask_phone(req.telefone), motivo=motivo,
@@ -461,67 +478,65 @@ async def _finish(app: App, ch: _Choice, log_id: int, now: datetime) -> Selectio
             f"no chip may send this {tipo} now: {motivo}", retry_at=retry_at, limit=limit,
             reason=denials[-1].reason if limit else "no_chip_available",
         )  # fmt: skip
-    SELECTIONS.labels(tipo, "emergency" if ch.emergency else "chosen").inc()
-    if ch.emergency:
+    SELECTIONS.labels(tipo, "emergency" if plan.emergency else "chosen").inc()
+    if plan.emergency:
         normal = threshold_for(tipo, app)
         EMERGENCIES.labels(tipo).inc()
         log.warning(
-            "chip.emergency", tipo=tipo, threshold=ch.threshold, normal=normal,
+            "chip.emergency", tipo=tipo, threshold=plan.threshold, normal=normal,
             chip_id=chosen.chip.id, mensagem_id=req.mensagem_id,
         )  # fmt: skip
         async with app.pool.connection() as conn:
             await audit.record(
                 conn, now, audit.AUTOMATION, "chips.emergency", alvo=f"chip:{chosen.chip.id}",
                 motivo=f"no chip with trust >= {normal} for {tipo}; threshold lowered to "
-                f"{ch.threshold}",
+                f"{plan.threshold}",
                 detalhes={"tipo": tipo, "mensagem_id": req.mensagem_id, "selection_log": log_id},
             )  # fmt: skip
     log.info(
         "chip.selected", chip_id=chosen.chip.id, instance=chosen.chip.instance, tipo=tipo,
-        motivo=motivo, emergency=ch.emergency, mensagem_id=req.mensagem_id,
+        motivo=motivo, emergency=plan.emergency, mensagem_id=req.mensagem_id,
         tentativa=req.tentativa,
     )  # fmt: skip
-    cands = ch.logged()
     return Selection(
-        chosen.chip, decision, ch.emergency, ch.threshold, log_id, motivo, req.tentativa, cands
-    )
+        chosen.chip, decision, plan.emergency, plan.threshold, log_id, motivo, req.tentativa,
+        ch.candidates_json,
+    )  # fmt: skip
 
 
 def _retry_at(
-    app: App, candidates: list[Candidate], denials: list[ratelimit.Decision], now: datetime
+    app: App, chips: list[pool.Chip], denials: list[ratelimit.Decision], now: datetime
 ) -> datetime:
     times = [d.retry_at for d in denials if d.retry_at is not None]
-    times += [
-        c.chip.cooldown_until
-        for c in candidates
-        if c.chip.cooldown_until and c.chip.cooldown_until > now
-    ]
+    times += [c.cooldown_until for c in chips if c.cooldown_until and c.cooldown_until > now]
     soonest = min(times) if times else now + timedelta(seconds=RETRY_NO_CHIP_S)
     return max(soonest, now + timedelta(seconds=1))
 
 
-def _no_chip_reason(candidates: list[Candidate], denials: list[ratelimit.Decision]) -> str:
-    if not candidates:
+def _no_chip_reason(
+    chips: list[_PoolChip], whys: list[tuple[int, str]], denials: list[ratelimit.Decision]
+) -> str:
+    if not chips:
         return "no active or ready chip in the pool"
     if denials and denials[-1].limit in NOT_CHIP_LIMITS:
         return f"rate limit {denials[-1].limit}: {denials[-1].reason}"
-    return "; ".join(f"chip {c.chip.id}: {c.why}" for c in candidates)[:1000]
+    return "; ".join(f"chip {cid}: {why}" for cid, why in whys)[:1000]
 
 
 async def _log_many(app: App, choices: list[_Choice], now: datetime) -> list[int]:
     """The batch's selection-log rows in one statement; their ids in the batch's order."""
-    rows = [
-        {
+    rows = ", ".join(
+        # each row's JSON with its candidates, already JSON, spliced in before the brace
+        json.dumps({
             "mensagem_id": ch.req.mensagem_id, "tipo": ch.req.tipo, "telefone": ch.req.telefone,
             "conversa_id": ch.req.conversa_id, "tentativa": ch.req.tentativa,
-            "candidates": ch.logged(),
             "chosen_chip": ch.chosen.chip.id if ch.chosen is not None else None,
-            "motivo": _motivo(ch), "emergency": ch.emergency, "threshold": ch.threshold,
+            "motivo": ch.motivo, "emergency": ch.plan.emergency, "threshold": ch.plan.threshold,
             "excluded": sorted(ch.req.exclude),
             "resultado": None if ch.chosen is not None else "no_chip",
-        }
+        })[:-1] + f', "candidates": {ch.candidates_json}}}'
         for ch in choices
-    ]  # fmt: skip
+    )  # fmt: skip
     async with app.pool.connection() as conn:
         # A decision record, not the message: a crash may lose the last few milliseconds
         # of it, so the commit does not wait for the WAL flush (the send path's latency).
@@ -537,7 +552,7 @@ async def _log_many(app: App, choices: list[_Choice], now: datetime) -> list[int
             " r->>'resultado', %(at)s::timestamptz"
             " FROM cfg, jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(r, ord)"
             " ORDER BY e.ord RETURNING id",
-            {"rows": Jsonb(rows), "at": now},
+            {"rows": f"[{rows}]", "at": now},
         )  # fmt: skip
         ids = sorted(int(r["id"]) for r in await cur.fetchall())  # the sequence's order
     assert len(ids) == len(choices)
