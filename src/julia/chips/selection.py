@@ -139,8 +139,8 @@ _json = functools.lru_cache(maxsize=4096)(json.dumps)
 # Use: one pass over each chip's sent events of the last 24 h.
 _CANDIDATES = """
 WITH m AS (
-    SELECT * FROM unnest(%(medicos)s::bigint[], %(tels)s::text[]) WITH ORDINALITY
-                  AS m(medico, tel, ord)
+    SELECT (r->>0)::bigint AS medico, r->>1 AS tel, ord
+    FROM jsonb_array_elements(%(msgs)s::jsonb) WITH ORDINALITY AS e(r, ord)
 ), af AS (
     SELECT chip_id, array_agg(ord ORDER BY ord) AS ords, array_agg(n ORDER BY ord) AS ns
     FROM (SELECT chip_id, ord, sum(n)::int AS n FROM (
@@ -178,7 +178,8 @@ async def _candidates(app: App, reqs: Sequence[Request], now: datetime) -> list[
     async with app.pool.connection() as conn:
         cur = await conn.execute(
             _CANDIDATES,
-            {"medicos": [r.medico_id for r in reqs], "tels": [r.telefone for r in reqs],
+            # one JSON text, not two arrays: psycopg dumps arrays element by element
+            {"msgs": json.dumps([(r.medico_id, r.telefone) for r in reqs]),
              "day": now - timedelta(hours=24), "hour": now - timedelta(hours=1),
              "pending": now - PENDING_WINDOW},
         )  # fmt: skip

@@ -26,6 +26,7 @@ fault), and a send that may have gone out (``maybe_sent``: the queue reconciles)
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -331,14 +332,9 @@ async def record_sent(app: App, items: Sequence[Sent]) -> None:
         rows.append((cs.chip.id, m.tipo, selection.is_proactive(m.tipo), m.telefone, m.id,
                      result.provider_message_id, m.medico_id, m.conversa_id,
                      cs.selection.log_id))  # fmt: skip
-    cols = list(zip(*rows, strict=True))
     async with app.pool.connection() as conn:
-        await conn.execute(_SUCCEEDED, {
-            "chip": list(cols[0]), "tipo": list(cols[1]), "proactive": list(cols[2]),
-            "tel": list(cols[3]), "mid": list(cols[4]), "pid": list(cols[5]),
-            "medico": list(cols[6]), "conversa": list(cols[7]), "log": list(cols[8]),
-            "now": app.clock.now(),
-        })  # fmt: skip
+        # one JSON text, not nine arrays: psycopg dumps arrays element by element
+        await conn.execute(_SUCCEEDED, {"rows": json.dumps(rows), "now": app.clock.now()})
 
 
 # What sent messages feed, in one statement (one round trip, one transaction): their
@@ -348,10 +344,10 @@ async def record_sent(app: App, items: Sequence[Sent]) -> None:
 _SUCCEEDED = """
 WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
 s AS (
-    SELECT * FROM unnest(%(chip)s::bigint[], %(tipo)s::text[], %(proactive)s::boolean[],
-                         %(tel)s::text[], %(mid)s::bigint[], %(pid)s::text[],
-                         %(medico)s::bigint[], %(conversa)s::bigint[], %(log)s::bigint[])
-        WITH ORDINALITY AS s(chip, tipo, proactive, tel, mid, pid, medico, conversa, log, ord)
+    SELECT (r->>0)::bigint AS chip, r->>1 AS tipo, (r->>2)::boolean AS proactive,
+           r->>3 AS tel, (r->>4)::bigint AS mid, r->>5 AS pid, (r->>6)::bigint AS medico,
+           (r->>7)::bigint AS conversa, (r->>8)::bigint AS log, ord
+    FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS e(r, ord)
 ),
 ev AS (
     INSERT INTO chip_eventos (chip_id, kind, tipo, proactive, telefone, mensagem_id,

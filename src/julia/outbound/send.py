@@ -16,7 +16,8 @@ For each batch, in order:
 5. **send started**: one committed UPDATE marks the rest as being sent;
 6. **send** through the one breaker path (:func:`julia.chips.sending.send`),
    ``concurrency`` at a time;
-7. **finish**: one UPDATE records every outcome; then the outcome hooks run.
+7. **finish**: one UPDATE records every outcome while, beside it, one statement feeds the
+   chips what they sent (:func:`julia.chips.sending.record_sent`); then the outcome hooks run.
 """
 
 from __future__ import annotations
@@ -370,12 +371,13 @@ async def process_batch(
     results: dict[int, Result] = {}
     outcomes: list[SendOutcome] = []
     started: set[int] = set()
+    sent_on_chips: list[chip_sending.Sent] = []  # what the chips sent, fed in one statement
     if lease is not None:
         lease.hold(m.id for m in batch)
     try:
         await _run_batch(app, worker_id, batch, results, outcomes, started, now,
                          gate or asyncio.Semaphore(concurrency or app.settings.worker_concurrency),
-                         rng, lease)  # fmt: skip
+                         rng, lease, sent_on_chips)  # fmt: skip
     except Exception as exc:  # our own bug or a dependency failing: nothing left hanging
         log.error("fila.batch_error", worker=worker_id, error=f"{type(exc).__name__}: {exc}")
         for m in batch:
@@ -383,8 +385,12 @@ async def process_batch(
                 results[m.id] = _unfinished(m, exc, m.id in started, now)
     finally:
         try:
-            # shielded: a cancelled worker still records what it knows
-            await asyncio.shield(queue.finish(app, worker_id, list(results.values())))
+            # shielded: a cancelled worker still records what it knows; the outcomes and
+            # what the chips sent are independent writes, made side by side
+            await asyncio.shield(asyncio.gather(
+                queue.finish(app, worker_id, list(results.values())),
+                _record_sent(app, sent_on_chips),
+            ))  # fmt: skip
         finally:
             if lease is not None:
                 lease.release(m.id for m in batch)
@@ -393,6 +399,13 @@ async def process_batch(
     await _run_hooks(app, outcomes)
     log.info("fila.batch", worker=worker_id, **vars(report), took_s=_since(app, now))
     return report
+
+
+async def _record_sent(app: App, sent: list[chip_sending.Sent]) -> None:
+    try:
+        await chip_sending.record_sent(app, sent)
+    except Exception as exc:  # statistics: the sends themselves are recorded by finish
+        log.error("chips.sent_not_recorded", error=str(exc), count=len(sent))
 
 
 class _NotChecked(Exception):
@@ -422,7 +435,7 @@ def _unfinished(m: Mensagem, exc: BaseException, send_started: bool, now: dateti
 async def _run_batch(
     app: App, worker_id: str, batch: Sequence[Mensagem], results: dict[int, Result],
     outcomes: list[SendOutcome], started: set[int], now: datetime, gate: asyncio.Semaphore,
-    rng: random.Random | None, lease: LeaseKeeper | None,
+    rng: random.Random | None, lease: LeaseKeeper | None, sent_on_chips: list[chip_sending.Sent],
 ) -> None:  # fmt: skip
     def settle(m: Mensagem, result: Result, route: Route | None, err: Any = None) -> None:
         results[m.id] = result
@@ -514,14 +527,7 @@ async def _run_batch(
         results[m.id] = result
         outcomes.append(outcome)
 
-    sent_on_chips: list[chip_sending.Sent] = []  # their events, in one statement after
-    try:
-        await asyncio.gather(*(one(m) for m in sendable if m.id in started))
-    finally:
-        try:  # shielded: a cancelled worker still records what its chips sent
-            await asyncio.shield(chip_sending.record_sent(app, sent_on_chips))
-        except Exception as exc:  # statistics: the sends themselves are recorded by finish
-            log.error("chips.sent_not_recorded", error=str(exc), count=len(sent_on_chips))
+    await asyncio.gather(*(one(m) for m in sendable if m.id in started))
 
 
 def _maybe_sent(error: BaseException | None) -> bool:
