@@ -82,7 +82,7 @@ class Selection:
     decision: ratelimit.Decision
     emergency: bool
     threshold: int
-    log_id: int
+    log_id: int  # its chip_selection_log row (set when the batch's rows are written)
     motivo: str
     tentativa: int = 1
     #: The log row's candidates as written (JSON): read as :attr:`candidates`.
@@ -320,14 +320,43 @@ class _Choice:
 
 async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection | NoChipAvailable]:
     """:func:`select` for a claimed batch, in order, with the same choices as one call per
-    message: one candidates query, every chip's breaker read in one round trip, the rate
-    limits of the batch in one call, one selection-log statement. A chip chosen earlier in
-    the batch counts as used by the later messages, as its pending selection would one by
-    one. Each item is the message's :class:`Selection` or its :class:`NoChipAvailable`
-    (returned, not raised)."""
-    if not requests:
-        return []
+    message (:func:`decide_batch`), their log rows written. Each item is the message's
+    :class:`Selection` or its :class:`NoChipAvailable` (returned, not raised)."""
+    decided = await decide_batch(app, requests)
+    await decided.record(app)
+    return decided.found
+
+
+@dataclass
+class Decided:
+    """A batch's choices (:attr:`found`, in order) whose selection-log rows are still to be
+    written: :meth:`record` writes them, which must happen before any of them is sent."""
+
+    found: list[Selection | NoChipAvailable]
+    _choices: list[_Choice]
+    _at: datetime
+
+    async def record(self, app: App) -> None:
+        """The log rows in one statement (each :attr:`Selection.log_id` set), then the
+        metrics, logs and emergency audits."""
+        if not self._choices:
+            return
+        ids = await _log_many(app, self._choices, self._at)
+        for found, ch, log_id in zip(self.found, self._choices, ids, strict=True):
+            if isinstance(found, Selection):
+                found.log_id = log_id
+            await _noted(app, ch, found, log_id, self._at)
+
+
+async def decide_batch(app: App, requests: Sequence[Request]) -> Decided:
+    """The choices :func:`select` would make for each message of a claimed batch, one by
+    one, made at once: one candidates query, every chip's breaker read in one round trip,
+    the rate limits of the batch in one call. A chip chosen earlier in the batch counts as
+    used by the later messages, as its pending selection would one by one. The log rows
+    are written by :meth:`Decided.record` (beside the queue's own "send started" commit)."""
     now = app.clock.now()
+    if not requests:
+        return Decided([], [], now)
     chips = await _candidates(app, requests, now)
     conv_chips = await _conversation_chips(app, requests)
     circuits = await _circuits(app, [b.chip.id for b in chips], now) if chips else {}
@@ -352,10 +381,7 @@ async def select_batch(app: App, requests: Sequence[Request]) -> list[Selection 
         if choice.chosen is not None:  # its pending selection counts as use of the chip
             choice.chosen.sent_24h += 1
         choices.append(choice)
-    log_ids = await _log_many(app, choices, now)
-    return [
-        await _finish(app, ch, log_id, now) for ch, log_id in zip(choices, log_ids, strict=True)
-    ]
+    return Decided([_found(app, ch, now) for ch in choices], choices, now)
 
 
 _REFUSING = ("open", "forced_open")
@@ -463,45 +489,55 @@ async def _choose(
     return _Choice(req, plan, chosen, decision, denials, motivo, cands, chips)
 
 
-async def _finish(app: App, ch: _Choice, log_id: int, now: datetime) -> Selection | NoChipAvailable:
-    """Metrics, logs and the emergency audit of one decision whose row is written."""
-    req, tipo, motivo, plan = ch.req, ch.req.tipo, ch.motivo, ch.plan
-    chosen, decision, denials = ch.chosen, ch.decision, ch.denials
+def _found(app: App, ch: _Choice, now: datetime) -> Selection | NoChipAvailable:
+    """The decision as the caller gets it: the selection (its log id set once written), or
+    why no chip may send."""
+    req, plan, chosen, decision, denials = ch.req, ch.plan, ch.chosen, ch.decision, ch.denials
     if chosen is None or decision is None:
         retry_at = _retry_at(app, [b.chip for b in ch.chips], denials, now)
+        limit = denials[-1].limit if denials and denials[-1].limit in NOT_CHIP_LIMITS else None
+        return NoChipAvailable(
+            f"no chip may send this {req.tipo} now: {ch.motivo}", retry_at=retry_at,
+            limit=limit, reason=denials[-1].reason if limit else "no_chip_available",
+        )  # fmt: skip
+    return Selection(
+        chosen.chip, decision, plan.emergency, plan.threshold, 0, ch.motivo, req.tentativa,
+        ch.candidates_json,
+    )  # fmt: skip
+
+
+async def _noted(
+    app: App, ch: _Choice, found: Selection | NoChipAvailable, log_id: int, now: datetime
+) -> None:
+    """Metrics, logs and the emergency audit of one decision whose row is written."""
+    req, tipo, motivo, plan = ch.req, ch.req.tipo, ch.motivo, ch.plan
+    if not isinstance(found, Selection):
         SELECTIONS.labels(tipo, "none").inc()
         log.warning(
             "chip.none_available", tipo=tipo, telefone=mask_phone(req.telefone), motivo=motivo,
-            mensagem_id=req.mensagem_id, tentativa=req.tentativa, retry_at=retry_at,
+            mensagem_id=req.mensagem_id, tentativa=req.tentativa,
+            retry_at=found.details.get("retry_at"),
         )  # fmt: skip
-        limit = denials[-1].limit if denials and denials[-1].limit in NOT_CHIP_LIMITS else None
-        return NoChipAvailable(
-            f"no chip may send this {tipo} now: {motivo}", retry_at=retry_at, limit=limit,
-            reason=denials[-1].reason if limit else "no_chip_available",
-        )  # fmt: skip
+        return
+    chip = found.chip
     SELECTIONS.labels(tipo, "emergency" if plan.emergency else "chosen").inc()
     if plan.emergency:
         normal = threshold_for(tipo, app)
         EMERGENCIES.labels(tipo).inc()
         log.warning(
             "chip.emergency", tipo=tipo, threshold=plan.threshold, normal=normal,
-            chip_id=chosen.chip.id, mensagem_id=req.mensagem_id,
+            chip_id=chip.id, mensagem_id=req.mensagem_id,
         )  # fmt: skip
         async with app.pool.connection() as conn:
             await audit.record(
-                conn, now, audit.AUTOMATION, "chips.emergency", alvo=f"chip:{chosen.chip.id}",
+                conn, now, audit.AUTOMATION, "chips.emergency", alvo=f"chip:{chip.id}",
                 motivo=f"no chip with trust >= {normal} for {tipo}; threshold lowered to "
                 f"{plan.threshold}",
                 detalhes={"tipo": tipo, "mensagem_id": req.mensagem_id, "selection_log": log_id},
             )  # fmt: skip
     log.info(
-        "chip.selected", chip_id=chosen.chip.id, instance=chosen.chip.instance, tipo=tipo,
-        motivo=motivo, emergency=plan.emergency, mensagem_id=req.mensagem_id,
-        tentativa=req.tentativa,
-    )  # fmt: skip
-    return Selection(
-        chosen.chip, decision, plan.emergency, plan.threshold, log_id, motivo, req.tentativa,
-        ch.candidates_json,
+        "chip.selected", chip_id=chip.id, instance=chip.instance, tipo=tipo, motivo=motivo,
+        emergency=plan.emergency, mensagem_id=req.mensagem_id, tentativa=req.tentativa,
     )  # fmt: skip
 
 

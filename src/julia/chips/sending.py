@@ -168,12 +168,26 @@ async def choose(
     return replace(cs, decision=decision)
 
 
-async def choose_batch(app: App, ms: Sequence[Message]) -> list[ChipSend | NoChipAvailable]:
+@dataclass(frozen=True)
+class Chosen:
+    """:func:`choose_batch`'s answer: each message's :class:`ChipSend` (or its
+    :class:`NoChipAvailable`), and the selection log still to write (:meth:`record`,
+    before any of them is sent)."""
+
+    items: list[ChipSend | NoChipAvailable]
+    decided: selection.Decided | None = None
+
+    async def record(self, app: App) -> None:
+        if self.decided is not None:
+            await self.decided.record(app)
+
+
+async def choose_batch(app: App, ms: Sequence[Message]) -> Chosen:
     """:func:`choose` for a claimed batch, in order, with the same choices: the pool
-    selects the whole batch at once (:func:`selection.select_batch`); a message no chip
+    decides the whole batch at once (:func:`selection.decide_batch`); a message no chip
     may send now gets its :class:`NoChipAvailable` (returned, not raised)."""
     if not ms:
-        return []
+        return Chosen([])
     if not await chips_present(app):  # the implicit chip: the batch's slots in one call
         cs = implicit(app)
         lim = ratelimit.Limits.of(app)
@@ -182,19 +196,20 @@ async def choose_batch(app: App, ms: Sequence[Message]) -> list[ChipSend | NoChi
                                        [(cs.chip_key, (0, 0, 0, 0))]) for m in ms],
             {cs.chip_key: (0, lim.chip_hourly, lim.chip_daily)},
         )  # fmt: skip
-        return [
+        return Chosen([
             replace(cs, decision=attempts[-1][1]) if attempts else await choose(app, m)
             for m, attempts in zip(ms, ranked, strict=True)
-        ]
+        ])  # fmt: skip
     reqs = [selection.Request(m.tipo, m.telefone, m.medico_id, m.conversa_id, m.id) for m in ms]
+    decided = await selection.decide_batch(app, reqs)
     out: list[ChipSend | NoChipAvailable] = []
-    for sel in await selection.select_batch(app, reqs):
+    for sel in decided.found:
         if isinstance(sel, NoChipAvailable):
             out.append(sel)
         else:
             gateway = await _gateway(app, sel.chip)
             out.append(ChipSend(gateway, sel.chip.instance, sel.decision, sel.chip, sel))
-    return out
+    return Chosen(out, decided)
 
 
 def implicit(app: App) -> ChipSend:

@@ -13,7 +13,8 @@ For each batch, in order:
    frees up, without spending an attempt;
 4. **number check** for first contacts (prospeccao, campanha): Evolution's
    ``whatsappNumbers``, answer cached in Redis; not on WhatsApp → FAILED_INVALID_NUMBER;
-5. **send started**: one committed UPDATE marks the rest as being sent;
+5. **send started**: one committed UPDATE marks the rest as being sent while, beside it,
+   the pool's selection log is written (:meth:`julia.chips.selection.Decided.record`);
 6. **send** through the one breaker path (:func:`julia.chips.sending.send`),
    ``concurrency`` at a time;
 7. **finish**: one UPDATE records every outcome while, beside it, one statement feeds the
@@ -79,11 +80,15 @@ async def route_for(app: App, message: Mensagem) -> Route:
         return _no_chip(app, exc)
 
 
-async def routes_for(app: App, messages: Sequence[Mensagem]) -> list[Route]:
-    """:func:`route_for` of each message of a batch, in order, the pool selecting the
-    whole batch at once (the same choices as one by one)."""
+async def routes_for(
+    app: App, messages: Sequence[Mensagem]
+) -> tuple[list[Route], Callable[[], Awaitable[None]]]:
+    """:func:`route_for` of each message of a batch, in order, the pool deciding the
+    whole batch at once (the same choices as one by one); and what writes the pool's
+    selection log, to be awaited before any of them is sent."""
     chosen = await chip_sending.choose_batch(app, messages)
-    return [_no_chip(app, c) if isinstance(c, NoChipAvailable) else c for c in chosen]
+    routes = [_no_chip(app, c) if isinstance(c, NoChipAvailable) else c for c in chosen.items]
+    return routes, lambda: chosen.record(app)
 
 
 def _no_chip(app: App, exc: NoChipAvailable) -> Route:
@@ -460,7 +465,8 @@ async def _run_batch(
     # 2-3. route and rate limits (reserved with the route)
     routes: dict[int, Route] = {}
     allowed: list[Mensagem] = []
-    for m, route in zip(todo, await routes_for(app, todo), strict=True):
+    found, record_selections = await routes_for(app, todo)
+    for m, route in zip(todo, found, strict=True):
         decision = route.decision
         if decision.allowed:
             routes[m.id] = route
@@ -493,10 +499,20 @@ async def _run_batch(
                                  motivo="INVALID_NUMBER", erro="not on WhatsApp (whatsappNumbers)"),
                        routes[m.id])  # fmt: skip
 
-    # 5. the committed "send started" step: only what this worker still holds is sent
-    started |= await queue.mark_send_started(
-        app, worker_id, {m.id: (routes[m.id].instance, routes[m.id].chip_id) for m in sendable}
-    )
+    # 5. the committed "send started" step (only what this worker still holds is sent) and,
+    # beside it, the pool's selection log: both written before any send
+    marked, recorded = await asyncio.gather(
+        queue.mark_send_started(app, worker_id, {
+            m.id: (routes[m.id].instance, routes[m.id].chip_id) for m in sendable
+        }),
+        record_selections(),
+        return_exceptions=True,
+    )  # fmt: skip
+    if isinstance(recorded, BaseException):
+        raise recorded  # nothing was sent: the batch goes back, as pendente
+    if isinstance(marked, BaseException):
+        raise marked
+    started |= marked
 
     # 6. send
     async def one(m: Mensagem) -> None:
