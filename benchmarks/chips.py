@@ -13,6 +13,9 @@
   second and the ratio, the CPU milliseconds per send (this process's event loop thread;
   the sandbox answers from another thread) and due→sent p50/p99 while draining. Rate
   limits off, as in ``benchmarks/fila.py``.
+* ``drain_sep``: the same two drains against a ``julia sandbox gateway`` process, as
+  ``benchmarks/fila.py`` runs it: the gateway no longer takes this process's GIL, and
+  shares the other core with Postgres instead (in production both are elsewhere).
 
 Figures are medians over RUNS runs. The last line is a JSON object of the figures.
 
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 from pydantic import SecretStr
@@ -40,6 +46,9 @@ from julia.outbound import consumer
 from julia.resilience import ratelimit
 from julia.sandbox.gateway import running
 from julia.settings import Settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fila import free_port, spawn, wait_http  # the sibling benchmark's helpers
 
 SELECTIONS, MESSAGES, RUNS = 1_000, 10_000, 3
 #: Replies sent before a drain is measured: each of 10 chips' breakers fills its window.
@@ -152,6 +161,21 @@ def _drop(server: str, name: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def _sandbox_process() -> Iterator[str]:
+    """A ``julia sandbox gateway`` in its own process (as ``benchmarks/fila.py`` runs it)."""
+    port = free_port()
+    proc = spawn([sys.executable, "-m", "julia_cli", "sandbox", "gateway", "--port", str(port)],
+                 os.environ.copy())  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/_sandbox/messages")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     logs.configure("WARNING", "json")
     base = Settings()
@@ -162,10 +186,14 @@ def main() -> None:
                                     "drain_no_chips_cpu_ms_per_send": [],
                                     "drain_chips_cpu_ms_per_send": [],
                                     "drain_no_chips_p50_ms": [], "drain_no_chips_p99_ms": [],
-                                    "drain_chips_p50_ms": [], "drain_chips_p99_ms": []}  # fmt: skip
-    with running() as (gateway_url, _state):
+                                    "drain_chips_p50_ms": [], "drain_chips_p99_ms": [],
+                                    "drain_sep_no_chips_per_s": [], "drain_sep_chips_per_s": [],
+                                    "drain_sep_no_chips_cpu_ms_per_send": [],
+                                    "drain_sep_chips_cpu_ms_per_send": []}  # fmt: skip
+    with running() as (thread_url, _state), _sandbox_process() as process_url:
         for _ in range(RUNS):
-            for case in ("select", "no_chips", "chips"):
+            for case in ("select", "no_chips", "chips", "sep_no_chips", "sep_chips"):
+                gateway_url = process_url if case.startswith("sep_") else thread_url
                 name, url = _fresh_db(server)
                 try:
                     s = base.model_copy(update={
@@ -179,17 +207,19 @@ def main() -> None:
                         runs["select_p99_us"].append(r["p99_us"])
                         runs["selections_per_s"].append(r["per_s"])
                     else:
-                        d = asyncio.run(bench_drain(s, case == "chips"))
+                        d = asyncio.run(bench_drain(s, case in ("chips", "sep_chips")))
                         runs[f"drain_{case}_per_s"].append(d["per_s"])
                         runs[f"drain_{case}_cpu_ms_per_send"].append(d["cpu_ms_per_send"])
-                        runs[f"drain_{case}_p50_ms"].append(d["p50_ms"])
-                        runs[f"drain_{case}_p99_ms"].append(d["p99_ms"])
+                        if not case.startswith("sep_"):
+                            runs[f"drain_{case}_p50_ms"].append(d["p50_ms"])
+                            runs[f"drain_{case}_p99_ms"].append(d["p99_ms"])
                 finally:
                     _drop(server, name)
     figures = {k: round(statistics.median(v), 1 if "cpu" not in k else 3) for k, v in runs.items()}
-    figures["drain_ratio_chips_vs_none"] = round(
-        figures["drain_chips_per_s"] / figures["drain_no_chips_per_s"], 3
-    )
+    for sep in ("", "sep_"):
+        figures[f"drain_{sep}ratio_chips_vs_none"] = round(
+            figures[f"drain_{sep}chips_per_s"] / figures[f"drain_{sep}no_chips_per_s"], 3
+        )
     print(f"select: {SELECTIONS} sequential selections, 10 active chips, median of {RUNS} runs")
     print(f"  p50 {figures['select_p50_us']} µs, p99 {figures['select_p99_us']} µs,"
           f" {figures['selections_per_s']} selections/s")  # fmt: skip
@@ -201,6 +231,11 @@ def main() -> None:
         f = {k.removeprefix(f"drain_{case}_"): v for k, v in figures.items()}
         print(f"  {case}: {f['cpu_ms_per_send']} ms CPU per send,"
               f" due→sent p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms")  # fmt: skip
+    sep = {k.removeprefix("drain_sep_"): v for k, v in figures.items() if "_sep_" in k}
+    print(f"drain, sandbox in its own process: no chips {sep['no_chips_per_s']} sends/s"
+          f" ({sep['no_chips_cpu_ms_per_send']} ms CPU), 10 chips {sep['chips_per_s']}"
+          f" sends/s ({sep['chips_cpu_ms_per_send']} ms CPU)"
+          f" (× {sep['ratio_chips_vs_none']})")  # fmt: skip
     sys.stdout.write(json.dumps(figures) + "\n")
 
 
