@@ -360,3 +360,36 @@ async def test_what_a_batch_sent_on_chips_feeds_is_written_once_for_all(sandbox_
     assert [r["resultado"] for r in logged] == ["sent"] * 3
     (conv,) = await one(f"SELECT chip_id FROM conversas WHERE id = {int(conversa)}")
     assert conv["chip_id"] in by_chip  # the chip of the send that finished first
+
+
+async def test_a_batch_whose_selection_log_cannot_be_written_sends_nothing(
+    sandbox_app: App,
+) -> None:
+    """The pool's log rows are written beside the "send started" commit; when Postgres
+    refuses them, no message reaches the gateway and each goes back to pendente (its
+    attempt given back, its send no longer marked started), to be sent by a later batch."""
+    app = sandbox_app
+    await pool.add(app, instance="logless", telefone="+5511900010009", trust_score=85,
+                   status="active")  # fmt: skip
+    replies = [NewMessage(f"r{i}", telefone=f"+55119999100{i}", tipo="resposta") for i in range(2)]
+    ids = (await queue.enqueue_many(app, replies)).ids
+    async with app.pool.connection() as conn:  # a real refusal, from Postgres itself
+        await conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'selection log unavailable'; END $$"
+        )
+        await conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON chip_selection_log"
+            " FOR EACH STATEMENT EXECUTE FUNCTION refuse()"
+        )
+    report = await run_once(app)
+    assert (report.claimed, report.sent, report.uncertain) == (2, 0, 0)
+    assert sandbox(app, "/_sandbox/calls").get("sendText") is None
+    for mid in ids:
+        m = await queue.get(app, mid)
+        assert (m.status, m.outcome, m.tentativas) == ("pendente", "RELEASED", 0)
+        assert m.send_started_at is None
+    async with app.pool.connection() as conn:
+        await conn.execute("DROP TRIGGER refuse ON chip_selection_log")
+    assert (await run_once(app)).sent == 2
+    assert sorted(m["text"] for m in sandbox(app, "/_sandbox/messages")) == ["r0", "r1"]
