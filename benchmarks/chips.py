@@ -6,13 +6,14 @@
   process; p50/p99 in microseconds and selections per second.
 * ``drain``: MESSAGES replies drained by the worker's outbound consumer (claim, route,
   send over HTTP to the in-process sandbox gateway at zero latency, finish; with what
-  it runs beside: the listener and the breaker watch) in one process, after WARMUP
-  replies that are not measured (new chips' breakers fill their windows), once with
-  no chips (the single instance) and once with 10 chips (every
-  message selected, sent through its chip's breaker, its events recorded); sends per
-  second and the ratio, the CPU milliseconds per send (this process's event loop thread;
-  the sandbox answers from another thread) and due→sent p50/p99 while draining. Rate
-  limits off, as in ``benchmarks/fila.py``.
+  it runs beside: the listener and the breaker watch) in one process, on the loop
+  ``julia worker`` runs (``julia.core.runtime.run``: uvloop, its collector settings),
+  after WARMUP replies that are not measured (new chips' breakers fill their windows),
+  once with no chips (the single instance) and once with 10 chips (every message
+  selected, sent through its chip's breaker, its events recorded); sends per second and
+  the ratio, the CPU milliseconds per send (this process's event loop thread; the
+  sandbox answers from another thread) and due→sent p50/p99 while draining. Rate limits
+  off, as in ``benchmarks/fila.py``.
 * ``drain_sep``: the same two drains against a ``julia sandbox gateway`` process, as
   ``benchmarks/fila.py`` runs it: the gateway no longer takes this process's GIL, and
   shares the other core with Postgres instead (in production both are elsewhere).
@@ -38,7 +39,7 @@ import psycopg
 from pydantic import SecretStr
 
 from julia.chips import pool, selection
-from julia.core import logs, migrations
+from julia.core import logs, migrations, runtime
 from julia.core.app import App, resolve_endpoints
 from julia.fila import queue
 from julia.fila.queue import NewMessage
@@ -207,7 +208,8 @@ def main() -> None:
                         runs["select_p99_us"].append(r["p99_us"])
                         runs["selections_per_s"].append(r["per_s"])
                     else:
-                        d = asyncio.run(bench_drain(s, case in ("chips", "sep_chips")))
+                        # on the loop `julia worker` runs (uvloop, its collector settings)
+                        d = runtime.run(bench_drain(s, case in ("chips", "sep_chips")))
                         runs[f"drain_{case}_per_s"].append(d["per_s"])
                         runs[f"drain_{case}_cpu_ms_per_send"].append(d["cpu_ms_per_send"])
                         if not case.startswith("sep_"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 
+from julia.core import runtime
 from julia.ops import heartbeat, worker
 from julia_cli import render
 from julia_cli.base import JsonOpt, JuliaTyper, _run, daemon, open_app
@@ -36,14 +36,7 @@ async def _serve(
 
 
 def _serve_blocking(*args: Any) -> None:
-    """Run the worker on uvloop when it is installed (faster sockets), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        asyncio.run(_serve(*args))
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(*args))
+    runtime.run(_serve(*args))  # uvloop, and the collector set for a daemon
 
 
 @app.callback()
