@@ -259,35 +259,37 @@ async def read_timeout(http: aiohttp.ClientSession, edge: Edge) -> None:
         assert len(edge.seen) == 1  # it did reach the gateway
 
 
-async def dropped(http: aiohttp.ClientSession, edge: Edge) -> None:
-    """The connection closes once the request was read, before any answer."""
+async def _read_then(
+    http: aiohttp.ClientSession, close: Callable[[asyncio.StreamWriter], None]
+) -> None:
+    """One send to a server that reads the request whole, then ``close``-s without answering."""
     requests: list[bytes] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         requests.append(await read_request(reader))
+        close(writer)
 
     async with raw_server(handle) as url:
         try:
             await evolution(http, url).send_text("julia", "5511", "oi")
         finally:
             assert len(requests) == 1
+
+
+async def dropped(http: aiohttp.ClientSession, edge: Edge) -> None:
+    """The connection closes once the request was read, before any answer."""
+    await _read_then(http, lambda writer: None)  # the server's handler returns: it closes
 
 
 async def reset(http: aiohttp.ClientSession, edge: Edge) -> None:
     """The connection is reset (RST) once the request was read."""
-    requests: list[bytes] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        requests.append(await read_request(reader))
+    def rst(writer: asyncio.StreamWriter) -> None:
         linger_0 = struct.pack("ii", 1, 0)  # close with RST, not FIN
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_0)
         writer.transport.abort()
 
-    async with raw_server(handle) as url:
-        try:
-            await evolution(http, url).send_text("julia", "5511", "oi")
-        finally:
-            assert len(requests) == 1
+    await _read_then(http, rst)
 
 
 async def pool_wait(http: aiohttp.ClientSession, edge: Edge) -> None:
